@@ -1,0 +1,251 @@
+"""The charter: the collaboration agreement as a typed, immutable value.
+
+Unknown fields are errors everywhere (``extra="forbid"``).  Times must carry a
+time zone and are normalised to UTC, so two charters that mean the same instant
+have the same canonical form.  The model is pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Self
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from modelpact.crypto import VerifyKey
+from modelpact.errors import InvalidInput
+
+__all__ = [
+    "Action",
+    "Charter",
+    "ExitTerms",
+    "ExtractionMonitor",
+    "Grant",
+    "IncidentResponse",
+    "Limits",
+    "OutputKind",
+    "OutputPolicy",
+    "Owner",
+    "PartnerParty",
+    "Protections",
+    "Response",
+    "Validity",
+    "parse_duration",
+]
+
+#: Identifiers of charters, partners, models and purposes: lower-case slugs.
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+#: A model version pattern: an exact version (``1.2.0``), a prefix (``1.*``) or ``*``.
+VersionPattern = Annotated[
+    str, StringConstraints(pattern=r"^(\*|[0-9A-Za-z][0-9A-Za-z.+-]{0,62}(\.\*)?)$")
+]
+#: A duration such as ``90s``, ``15m``, ``1h`` or ``1d``.
+Duration = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,6}[smhd]$")]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=2000, strip_whitespace=True)]
+Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in a duration such as ``15m``."""
+    match = re.fullmatch(r"([1-9][0-9]{0,6})([smhd])", text)
+    if match is None:
+        raise InvalidInput(f"{text!r} is not a duration such as 90s, 15m, 1h or 1d")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Owner(_Strict):
+    name: Text
+    key: str = Field(description="the owner's Ed25519 public key, ed25519:<base64>")
+
+    @field_validator("key")
+    @classmethod
+    def _key_is_ed25519(cls, value: str) -> str:
+        try:
+            return VerifyKey.decode(value).encode()
+        except InvalidInput as exc:
+            raise ValueError(exc.summary) from None
+
+    @property
+    def verify_key(self) -> VerifyKey:
+        return VerifyKey.decode(self.key)
+
+
+class PartnerParty(Owner):
+    id: Slug
+
+
+class Validity(_Strict):
+    from_: AwareDatetime = Field(alias="from")
+    until: AwareDatetime | None = None
+
+    @field_validator("from_", "until")
+    @classmethod
+    def _to_utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.until is not None and self.until <= self.from_:
+            raise ValueError("valid.until must be after valid.from")
+        return self
+
+    def contains(self, instant: datetime) -> bool:
+        """True when ``instant`` lies in ``[from, until)``."""
+        return self.from_ <= instant and (self.until is None or instant < self.until)
+
+
+class Action(StrEnum):
+    PREDICT = "predict"
+    PREDICT_ENCRYPTED = "predict_encrypted"
+    PREDICT_JOINT = "predict_joint"
+    EVALUATE_JOINT = "evaluate_joint"
+
+
+class OutputKind(StrEnum):
+    LABEL = "label"
+    TOP_K = "top_k"
+    SCORES = "scores"
+    NOISED_SCORES = "noised_scores"
+    EMBEDDING = "embedding"
+
+
+class OutputPolicy(_Strict):
+    """What the partner sees of a prediction."""
+
+    kind: OutputKind
+    decimals: Annotated[int, Field(ge=0, le=6)] | None = None
+    k: Annotated[int, Field(ge=1, le=1000)] | None = None
+    epsilon: Annotated[float, Field(gt=0, le=100)] | None = None
+
+    @model_validator(mode="after")
+    def _fields_fit_kind(self) -> Self:
+        if self.kind is OutputKind.TOP_K and self.k is None:
+            raise ValueError("output kind top_k needs k")
+        if self.kind is not OutputKind.TOP_K and self.k is not None:
+            raise ValueError(f"k applies only to top_k, not {self.kind.value}")
+        if self.kind is OutputKind.NOISED_SCORES and self.epsilon is None:
+            raise ValueError("output kind noised_scores needs epsilon (the privacy budget)")
+        if self.kind is not OutputKind.NOISED_SCORES and self.epsilon is not None:
+            raise ValueError(f"epsilon applies only to noised_scores, not {self.kind.value}")
+        if self.kind in (OutputKind.LABEL, OutputKind.EMBEDDING) and self.decimals is not None:
+            raise ValueError(f"decimals does not apply to output kind {self.kind.value}")
+        return self
+
+
+class Grant(_Strict):
+    """Which model versions the partner may use, how, and what it sees."""
+
+    model: Slug
+    versions: VersionPattern
+    actions: Annotated[tuple[Action, ...], Field(min_length=1)]
+    output: OutputPolicy
+
+    @field_validator("actions")
+    @classmethod
+    def _unique_actions(cls, value: tuple[Action, ...]) -> tuple[Action, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("actions are listed more than once")
+        return value
+
+    def covers_version(self, version: str) -> bool:
+        """The same matching the compiled policy does (Cedar ``like``)."""
+        if self.versions == "*":
+            return True
+        if self.versions.endswith(".*"):
+            return version.startswith(self.versions[:-1])
+        return version == self.versions
+
+
+class Limits(_Strict):
+    requests_per_minute: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    daily_quota: Annotated[int, Field(ge=1)] | None = None
+    max_batch_rows: Annotated[int, Field(ge=1, le=100_000)] = 256
+    session_ttl: Duration = "15m"
+
+    @property
+    def session_ttl_seconds(self) -> int:
+        return parse_duration(self.session_ttl)
+
+
+class Response(StrEnum):
+    """What the gateway does on its own when a monitor fires."""
+
+    ALERT = "alert"
+    THROTTLE = "throttle"
+    HARDEN = "harden"
+    SUSPEND = "suspend"
+    REVOKE = "revoke"
+
+
+class ExtractionMonitor(_Strict):
+    on_alert: Response = Response.THROTTLE
+    on_confirmed: Response = Response.SUSPEND
+
+
+class Protections(_Strict):
+    watermark: bool = True
+    extraction_monitor: ExtractionMonitor | None = Field(default_factory=ExtractionMonitor)
+
+
+class IncidentResponse(_Strict):
+    contacts: tuple[Email, ...] = ()
+    webhook: Annotated[str, StringConstraints(pattern=r"^https://[^\s]+$")] | None = None
+
+
+class ExitTerms(_Strict):
+    retention_days: Annotated[int, Field(ge=0, le=3650)] = 30
+
+
+class Charter(_Strict):
+    """One version of a collaboration agreement between an owner and one partner."""
+
+    charter: Slug
+    version: Annotated[int, Field(ge=1)]
+    owner: Owner
+    partner: PartnerParty
+    objective: Text
+    valid: Validity
+    purposes: Annotated[tuple[Slug, ...], Field(min_length=1)]
+    grants: Annotated[tuple[Grant, ...], Field(min_length=1)]
+    limits: Limits = Field(default_factory=Limits)
+    protections: Protections = Field(default_factory=Protections)
+    incident_response: IncidentResponse | None = None
+    exit: ExitTerms = Field(default_factory=ExitTerms)
+
+    @field_validator("purposes")
+    @classmethod
+    def _unique_purposes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("purposes are listed more than once")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_parties(self) -> Self:
+        if self.owner.key == self.partner.key:
+            raise ValueError("owner and partner must have different keys")
+        return self
+
+    def to_document(self) -> dict[str, Any]:
+        """The JSON document whose RFC 8785 form is signed (aliases, no nulls)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    @property
+    def ref(self) -> str:
+        """``charter@version``, the name a human uses."""
+        return f"{self.charter}@v{self.version}"

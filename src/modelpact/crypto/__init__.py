@@ -1,0 +1,48 @@
+"""The one door to low-level cryptography.
+
+Everything else in modelpact calls these named recipes and never imports
+``cryptography`` or ``model_signing`` itself (an import-linter contract holds
+this):
+
+- identities and signatures: :class:`SigningKey`, :class:`VerifyKey`,
+  :func:`canonical_json` (RFC 8785), :func:`canonical_digest`;
+- encryption at rest: :class:`KeyEncryptionKey` wraps per-artifact
+  :class:`DataKey` s, both AES-256-GCM with associated data;
+- model signatures in the OpenSSF model-signing format: :func:`sign_model`,
+  :func:`verify_model`, :func:`generate_model_signing_key`;
+- digests and comparison: :func:`sha256_hex`, :func:`sha256_file`,
+  :func:`constant_time_equal`;
+- private files: :func:`write_private_file`, :func:`check_private_file`.
+"""
+
+from modelpact.crypto.digests import constant_time_equal, sha256_file, sha256_hex
+from modelpact.crypto.files import check_private_file, read_private_file, write_private_file
+from modelpact.crypto.model_signature import (
+    ARTIFACT_NAME,
+    generate_model_signing_key,
+    plaintext_scratch,
+    sign_model,
+    verify_model,
+)
+from modelpact.crypto.sealing import DataKey, KeyEncryptionKey
+from modelpact.crypto.signing import SigningKey, VerifyKey, canonical_digest, canonical_json
+
+__all__ = [
+    "ARTIFACT_NAME",
+    "DataKey",
+    "KeyEncryptionKey",
+    "SigningKey",
+    "VerifyKey",
+    "canonical_digest",
+    "canonical_json",
+    "check_private_file",
+    "constant_time_equal",
+    "generate_model_signing_key",
+    "plaintext_scratch",
+    "read_private_file",
+    "sha256_file",
+    "sha256_hex",
+    "sign_model",
+    "verify_model",
+    "write_private_file",
+]

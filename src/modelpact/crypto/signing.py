@@ -1,0 +1,139 @@
+"""Ed25519 identities and signatures over RFC 8785 canonical JSON.
+
+Owners and partners are named by their public key written ``ed25519:<base64>``
+(the 32 raw key bytes, standard base64).  ``verify`` returns nothing and raises
+:class:`~modelpact.errors.SignatureInvalid`, so a check cannot be skipped by a
+forgotten ``if``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from pathlib import Path
+from typing import Any
+
+import rfc8785
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from modelpact.crypto.digests import sha256_hex
+from modelpact.crypto.files import read_private_file, write_private_file
+from modelpact.errors import InvalidInput, SignatureInvalid
+
+__all__ = ["SigningKey", "VerifyKey", "canonical_json", "canonical_digest"]
+
+_PREFIX = "ed25519:"
+
+
+def canonical_json(value: Any) -> bytes:
+    """RFC 8785 (JCS) canonical bytes of a JSON value."""
+    try:
+        return rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, TypeError) as exc:
+        raise InvalidInput(f"value cannot be put in canonical JSON: {exc}") from None
+
+
+def canonical_digest(value: Any) -> str:
+    """``sha256:<hex>`` of the canonical JSON of ``value``."""
+    return "sha256:" + sha256_hex(canonical_json(value))
+
+
+class VerifyKey:
+    """An Ed25519 public key: who signed, and the check that they did."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: Ed25519PublicKey) -> None:
+        self._key = key
+
+    @classmethod
+    def decode(cls, text: str) -> VerifyKey:
+        """Parse ``ed25519:<base64 of 32 bytes>``."""
+        if not isinstance(text, str) or not text.startswith(_PREFIX):
+            raise InvalidInput(
+                "public key must be written ed25519:<base64>",
+                hint="copy the line printed by 'modelpact partner keygen'",
+            )
+        try:
+            raw = base64.b64decode(text[len(_PREFIX) :], validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidInput("public key is not valid base64") from None
+        if len(raw) != 32:
+            raise InvalidInput(f"an Ed25519 public key has 32 bytes, this one has {len(raw)}")
+        return cls(Ed25519PublicKey.from_public_bytes(raw))
+
+    def encode(self) -> str:
+        raw = self._key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return _PREFIX + base64.b64encode(raw).decode("ascii")
+
+    def raw(self) -> bytes:
+        return self._key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+    def verify(self, signature: bytes, data: bytes) -> None:
+        """Raise :class:`SignatureInvalid` unless ``signature`` is this key's over ``data``."""
+        try:
+            self._key.verify(signature, data)
+        except InvalidSignature:
+            raise SignatureInvalid(f"signature does not verify under {self.encode()}") from None
+
+    def verify_canonical(self, signature: bytes, value: Any) -> None:
+        self.verify(signature, canonical_json(value))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, VerifyKey) and self.raw() == other.raw()
+
+    def __hash__(self) -> int:
+        return hash(self.raw())
+
+    def __repr__(self) -> str:
+        return f"VerifyKey({self.encode()!r})"
+
+
+class SigningKey:
+    """An Ed25519 private key.  Its bytes are never printed or logged."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: Ed25519PrivateKey) -> None:
+        self._key = key
+
+    @classmethod
+    def generate(cls) -> SigningKey:
+        return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def load(cls, path: Path) -> SigningKey:
+        """Load a PKCS#8 PEM Ed25519 key, refusing a file others can read."""
+        data = read_private_file(path)
+        try:
+            key = serialization.load_pem_private_key(data, password=None)
+        except (ValueError, TypeError):
+            raise InvalidInput(f"{path} is not an unencrypted PEM private key") from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise InvalidInput(f"{path} holds a {type(key).__name__}, not an Ed25519 key")
+        return cls(key)
+
+    def save(self, path: Path) -> None:
+        """Write the key as PKCS#8 PEM, mode 0600, refusing to overwrite."""
+        pem = self._key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        write_private_file(path, pem)
+
+    @property
+    def verify_key(self) -> VerifyKey:
+        return VerifyKey(self._key.public_key())
+
+    def sign(self, data: bytes) -> bytes:
+        return self._key.sign(data)
+
+    def sign_canonical(self, value: Any) -> bytes:
+        """Sign the RFC 8785 canonical JSON of ``value``."""
+        return self.sign(canonical_json(value))
+
+    def __repr__(self) -> str:
+        return f"SigningKey(public={self.verify_key.encode()!r})"

@@ -1,0 +1,116 @@
+"""The one exception root of modelpact, and its family.
+
+Every failure a caller must tell apart has its own type; interfaces catch only
+:class:`ModelpactError` and show :meth:`ModelpactError.diagnostics` to a human::
+
+    ModelpactError
+     ├── InvalidInput            a file, argument or document that cannot be used
+     │    ├── CharterInvalid     a charter with errors (carries the findings)
+     │    └── ModelRejected      an artifact that must not be registered (pickle, bad graph)
+     ├── NotFound                a partner, model, version, charter or workspace that does not exist
+     ├── AlreadyExists           an immutable thing that is already there
+     ├── Denied                  the policy said no
+     ├── Expired                 outside a validity window
+     ├── QuotaExhausted          a limit is used up
+     ├── Tampered                bytes that fail their integrity check
+     │    └── SignatureInvalid   a signature that does not verify, or by the wrong party
+     ├── InsecureKeyFile         a private key or secret readable by others
+     └── StorageUnavailable      the database or artifact store cannot be used
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlreadyExists",
+    "CharterInvalid",
+    "Denied",
+    "Expired",
+    "InsecureKeyFile",
+    "InvalidInput",
+    "ModelRejected",
+    "ModelpactError",
+    "NotFound",
+    "QuotaExhausted",
+    "SignatureInvalid",
+    "StorageUnavailable",
+    "Tampered",
+]
+
+
+class ModelpactError(Exception):
+    """Root of every error modelpact raises on purpose.
+
+    ``summary`` says what went wrong in one sentence; ``hint`` says what a human
+    can do about it.  Neither ever contains a secret or a partner's raw input.
+    """
+
+    default_hint = ""
+
+    def __init__(self, summary: str, *, hint: str | None = None) -> None:
+        super().__init__(summary)
+        self.summary = summary
+        self.hint = hint if hint is not None else self.default_hint
+
+    def diagnostics(self) -> str:
+        """One line a human can act on: what happened and, if known, what to do."""
+        if self.hint:
+            return f"{self.summary} — {self.hint}"
+        return self.summary
+
+
+class InvalidInput(ModelpactError):
+    """A file, argument or document that cannot be used as given."""
+
+
+class CharterInvalid(InvalidInput):
+    """A charter that does not pass its schema or its lint errors."""
+
+    def __init__(self, summary: str, *, findings: tuple[str, ...] = (), hint: str | None = None):
+        super().__init__(summary, hint=hint)
+        self.findings = findings
+
+    def diagnostics(self) -> str:
+        first = f": {self.findings[0]}" if self.findings else ""
+        more = f" (and {len(self.findings) - 1} more)" if len(self.findings) > 1 else ""
+        base = f"{self.summary}{first}{more}"
+        return f"{base} — {self.hint}" if self.hint else base
+
+
+class ModelRejected(InvalidInput):
+    """A model artifact that must not be registered."""
+
+
+class NotFound(ModelpactError):
+    """Something named that does not exist."""
+
+
+class AlreadyExists(ModelpactError):
+    """Something immutable that already exists."""
+
+
+class Denied(ModelpactError):
+    """The policy denied the request."""
+
+
+class Expired(ModelpactError):
+    """Outside a validity window."""
+
+
+class QuotaExhausted(ModelpactError):
+    """A limit is used up."""
+
+
+class Tampered(ModelpactError):
+    """Bytes that fail their integrity check."""
+
+
+class SignatureInvalid(Tampered):
+    """A signature that does not verify, or was made by the wrong party."""
+
+
+class InsecureKeyFile(ModelpactError):
+    """A private key or secret file that others could read."""
+
+
+class StorageUnavailable(ModelpactError):
+    """The database or the artifact store cannot be used."""
