@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -55,6 +56,8 @@ Text = Annotated[str, StringConstraints(min_length=1, max_length=2000, strip_whi
 Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+#: The largest integer every JSON reader keeps exactly (RFC 8785 refuses larger ones).
+_JSON_SAFE_INT = 2**53 - 1
 
 
 def parse_duration(text: str) -> int:
@@ -67,6 +70,29 @@ def parse_duration(text: str) -> int:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _document(model: BaseModel, dumped: dict[str, Any]) -> dict[str, Any]:
+    """Drop the nulls of ``dumped`` (``model`` in JSON mode) that mean "left at default"."""
+    out: dict[str, Any] = {}
+    for name, field in type(model).model_fields.items():
+        key = field.alias or name
+        value = getattr(model, name)
+        item = dumped[key]
+        if value is None:
+            if field.default is None:
+                continue
+            out[key] = None
+        elif isinstance(value, BaseModel):
+            out[key] = _document(value, item)
+        elif isinstance(value, tuple):
+            out[key] = [
+                _document(v, d) if isinstance(v, BaseModel) else d
+                for v, d in zip(value, item, strict=True)
+            ]
+        else:
+            out[key] = item
+    return out
 
 
 class Owner(_Strict):
@@ -94,16 +120,22 @@ class Validity(_Strict):
     from_: AwareDatetime = Field(alias="from")
     until: AwareDatetime | None = None
 
-    @field_validator("from_", "until")
+    @field_validator("from_")
     @classmethod
-    def _to_utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else value.astimezone(UTC)
+    def _to_utc(cls, value: datetime) -> datetime:
+        return value.astimezone(UTC)
 
-    @model_validator(mode="after")
-    def _ordered(self) -> Self:
-        if self.until is not None and self.until <= self.from_:
+    @field_validator("until")
+    @classmethod
+    def _after_from(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        # A field validator (not a model validator) so the error points at valid.until.
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        start = info.data.get("from_")
+        if start is not None and value <= start:
             raise ValueError("valid.until must be after valid.from")
-        return self
+        return value
 
     def contains(self, instant: datetime) -> bool:
         """True when ``instant`` lies in ``[from, until)``."""
@@ -174,7 +206,7 @@ class Grant(_Strict):
 
 class Limits(_Strict):
     requests_per_minute: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
-    daily_quota: Annotated[int, Field(ge=1)] | None = None
+    daily_quota: Annotated[int, Field(ge=1, le=_JSON_SAFE_INT)] | None = None
     max_batch_rows: Annotated[int, Field(ge=1, le=100_000)] = 256
     session_ttl: Duration = "15m"
 
@@ -216,7 +248,7 @@ class Charter(_Strict):
     """One version of a collaboration agreement between an owner and one partner."""
 
     charter: Slug
-    version: Annotated[int, Field(ge=1)]
+    version: Annotated[int, Field(ge=1, le=_JSON_SAFE_INT)]
     owner: Owner
     partner: PartnerParty
     objective: Text
@@ -235,15 +267,24 @@ class Charter(_Strict):
             raise ValueError("purposes are listed more than once")
         return value
 
-    @model_validator(mode="after")
-    def _distinct_parties(self) -> Self:
-        if self.owner.key == self.partner.key:
+    @field_validator("partner")
+    @classmethod
+    def _distinct_parties(cls, value: PartnerParty, info: ValidationInfo) -> PartnerParty:
+        # A field validator (not a model validator) so the error points at the partner.
+        owner = info.data.get("owner")
+        if owner is not None and owner.key == value.key:
             raise ValueError("owner and partner must have different keys")
-        return self
+        return value
 
     def to_document(self) -> dict[str, Any]:
-        """The JSON document whose RFC 8785 form is signed (aliases, no nulls)."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        """The JSON document whose RFC 8785 form is signed.
+
+        Fields go by their alias (``from``).  A field that is ``None`` is left out
+        when its default is ``None`` too (absence means the same thing), and kept
+        as an explicit ``null`` otherwise: ``protections.extraction_monitor: null``
+        turns the monitor off, whereas leaving it out would turn it on.
+        """
+        return _document(self, self.model_dump(mode="json", by_alias=True))
 
     @property
     def ref(self) -> str:

@@ -64,7 +64,8 @@ def _load_public(public_path: Path) -> ec.EllipticCurvePublicKey:
 @contextlib.contextmanager
 def plaintext_scratch(data: bytes) -> Iterator[Path]:
     """Yield the path of ``model.onnx`` holding ``data`` in a 0700 directory, then erase it."""
-    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    shm = "/dev/shm"  # noqa: S108 - mkdtemp below makes a private 0700 folder in it
+    base = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
     directory = Path(tempfile.mkdtemp(prefix="modelpact-", dir=base))
     try:
         path = directory / ARTIFACT_NAME
@@ -81,9 +82,7 @@ def sign_model(model_path: Path, private_key_path: Path) -> bytes:
     check_private_file(private_key_path)
     out = model_path.parent / "model.sig"
     try:
-        signing.Config().use_elliptic_key_signer(private_key=private_key_path).sign(
-            model_path, out
-        )
+        signing.Config().use_elliptic_key_signer(private_key=private_key_path).sign(model_path, out)
         return out.read_bytes()
     except OSError as exc:
         raise StorageUnavailable(f"cannot sign model: {exc}") from None

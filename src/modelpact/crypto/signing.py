@@ -22,7 +22,7 @@ from modelpact.crypto.digests import sha256_hex
 from modelpact.crypto.files import read_private_file, write_private_file
 from modelpact.errors import InvalidInput, SignatureInvalid
 
-__all__ = ["SigningKey", "VerifyKey", "canonical_json", "canonical_digest"]
+__all__ = ["SigningKey", "VerifyKey", "canonical_digest", "canonical_json"]
 
 _PREFIX = "ed25519:"
 

@@ -1,0 +1,1 @@
+"""The ``modelpact`` command line, for owners and partners."""

@@ -1,0 +1,90 @@
+"""Entry point: ``modelpact [--workspace DIR] COMMAND ...``.
+
+Only :class:`~modelpact.errors.ModelpactError` is shown to the user, as one
+line on stderr with a non-zero exit; anything else is a bug, reported in one
+line too (set ``MODELPACT_DEBUG=1`` for the traceback).  Partner commands
+(``partner keygen``, ``charter countersign``, ``charter check``) import no
+server dependency, so they run from the partner's SDK install.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import click
+import typer
+
+from modelpact import __version__
+from modelpact.cli import charter, model, partner, policy, workspace
+from modelpact.errors import ModelpactError
+
+__all__ = ["app", "main", "run"]
+
+app = typer.Typer(
+    name="modelpact",
+    help="Share ML models with partners under a signed charter, without giving them away.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    add_completion=False,
+)
+app.command("init")(workspace.init)
+app.add_typer(model.app, name="model")
+app.add_typer(partner.app, name="partner")
+app.add_typer(charter.app, name="charter")
+app.add_typer(policy.app, name="policy")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"modelpact {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    workspace_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--workspace", "-w", envvar="MODELPACT_WORKSPACE", help="The owner's workspace folder."
+        ),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
+    ] = False,
+) -> None:
+    ctx.obj = {"workspace": workspace_dir}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; return its exit code.  Never lets a traceback reach the user."""
+    try:
+        app(args=argv, prog_name="modelpact", standalone_mode=False)
+    except ModelpactError as exc:
+        print(f"modelpact: error: {exc.diagnostics()}", file=sys.stderr)
+        return 1
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        print("modelpact: aborted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("MODELPACT_DEBUG"):
+            raise
+        print(
+            f"modelpact: internal error ({type(exc).__name__}): {exc} "
+            "— this is a bug; rerun with MODELPACT_DEBUG=1 for details",
+            file=sys.stderr,
+        )
+        return 70
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""``modelpact model ...``: the owner's model registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from modelpact.cli.terminal import open_ws, out, read_text, write_text_atomic
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Register, inspect, verify and roll back models.", no_args_is_help=True)
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model name (lower-case slug).")],
+    file: Annotated[Path, typer.Argument(help="The ONNX file.")],
+    version: Annotated[str, typer.Option(help="Version, e.g. 1.0.0 (immutable).")],
+    card: Annotated[Path | None, typer.Option(help="Model card, YAML.")] = None,
+) -> None:
+    """Check, sign, encrypt and register one model version; it becomes the served one."""
+    from modelpact.runtime import load_card
+    from modelpact.services import ModelRegistry
+
+    model_card = load_card(read_text(card, what="model card"), source=str(card)) if card else None
+    with open_ws(ctx) as ws:
+        done = ModelRegistry(ws).add_file(name, file, version=version, card=model_card)
+    console = out()
+    console.print(f"registered {done.model} {done.version} ({done.size} bytes, {done.digest})")
+    if done.summary is not None:
+        inputs = ", ".join(f"{t.name}{list(t.shape or ())}" for t in done.summary.inputs)
+        console.print(f"inputs: {inputs}; operators: {', '.join(done.summary.op_types)}")
+    console.print("signed (OpenSSF model-signing) and encrypted at rest (AES-256-GCM)")
+
+
+@app.command("list")
+def list_models(ctx: typer.Context) -> None:
+    """List models and the version each serves."""
+    from modelpact.services import ModelRegistry
+
+    with open_ws(ctx) as ws:
+        models = ModelRegistry(ws).all()
+    table = Table("model", "served version", "created")
+    for record in models:
+        table.add_row(record.name, record.served_version or "-", record.created_at.isoformat())
+    out().print(table if models else "no models registered")
+
+
+@app.command("show")
+def show(ctx: typer.Context, name: Annotated[str, typer.Argument()]) -> None:
+    """Show a model's versions, digests and which one is served."""
+    from modelpact.services import ModelRegistry
+
+    with open_ws(ctx) as ws:
+        record, versions = ModelRegistry(ws).show(name)
+    table = Table("version", "served", "digest", "bytes", "created")
+    for version in versions:
+        served = "*" if version.version == record.served_version else ""
+        table.add_row(
+            version.version,
+            served,
+            version.digest,
+            str(version.size),
+            version.created_at.isoformat(),
+        )
+    out().print(f"model {record.name}")
+    out().print(table)
+
+
+@app.command("verify")
+def verify(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument()],
+    version: Annotated[str | None, typer.Option(help="Version (default: the served one).")] = None,
+) -> None:
+    """Decrypt and check a version: wrapped key, ciphertext, digest and signature."""
+    from modelpact.services import ModelRegistry
+
+    with open_ws(ctx) as ws:
+        result = ModelRegistry(ws).verify(name, version)
+    console = out()
+    console.print(f"{result.model} {result.version}: OK")
+    for check in result.checks:
+        console.print(f"  ok  {check}")
+
+
+@app.command("rollback")
+def rollback(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument()],
+    to: Annotated[str, typer.Option("--to", help="The version to serve again.")],
+) -> None:
+    """Serve an earlier version again (versions themselves never change)."""
+    from modelpact.services import ModelRegistry
+
+    with open_ws(ctx) as ws:
+        previous = ModelRegistry(ws).rollback(name, to_version=to)
+    out().print(f"{name} now serves {to} (was {previous or 'none'})")
+
+
+@app.command("export-signature")
+def export_signature(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument()],
+    version: Annotated[str, typer.Option()],
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the bundle.")],
+) -> None:
+    """Write a version's model-signing bundle, for `model_signing verify key`."""
+    from modelpact.services import ModelRegistry
+
+    with open_ws(ctx) as ws:
+        record = ModelRegistry(ws).get_version(name, version)
+        public = ws.model_signing_public_path
+    write_text_atomic(out_path, record.signature_bundle.decode("utf-8"))
+    out().print(f"wrote {out_path}; verify a copy of the model with:")
+    out().print(
+        f"  model_signing verify key --signature {out_path} --public_key {public} model.onnx"
+    )

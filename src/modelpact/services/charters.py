@@ -1,0 +1,183 @@
+"""Charter use cases: check, sign, apply, list, show and diff.
+
+A charter is active only when it carries a valid owner signature by this
+workspace's key and a valid countersignature by the partner's enrolled key,
+its validity window is open, its partner is active, the models it grants
+exist, and Cedar accepts its compiled policies.  Applying a new version of a
+charter supersedes the previous one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from modelpact.charter import (
+    Charter,
+    CharterReport,
+    SignedCharter,
+    charter_digest,
+    check_charter,
+    diff_charters,
+)
+from modelpact.crypto import constant_time_equal
+from modelpact.errors import (
+    AlreadyExists,
+    CharterInvalid,
+    Expired,
+    InvalidInput,
+    NotFound,
+    SignatureInvalid,
+    Tampered,
+)
+from modelpact.policy import CompiledCharter, compile_charter
+from modelpact.services.events import record_event
+from modelpact.services.partners import PartnerDirectory
+from modelpact.services.workspace import Workspace
+from modelpact.store import CharterRecord, UnitOfWork
+
+__all__ = ["AppliedCharter", "CharterDesk", "check_with_policy"]
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedCharter:
+    charter: Charter
+    record: CharterRecord
+    superseded: int | None
+
+
+def check_with_policy(text: str, *, source: str) -> CharterReport:
+    """Schema and lint findings, plus an error if the policy engine cannot express the charter."""
+    report = check_charter(text, source=source)
+    if report.charter is not None and not report.has_errors:
+        try:
+            compile_charter(report.charter)
+        except CharterInvalid as exc:
+            report = report.with_error(f"{exc.summary}: {'; '.join(exc.findings)}")
+    return report
+
+
+class CharterDesk:
+    """Where the owner signs, applies and reads charters."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self._ws = workspace
+
+    def sign(self, text: str, *, source: str) -> SignedCharter:
+        """Check the charter (errors refuse) and sign it with the workspace's owner key."""
+        report = check_with_policy(text, source=source)
+        if report.charter is None or report.has_errors:
+            errors = tuple(str(f) for f in report.findings if f.severity == "error")
+            raise CharterInvalid(f"{source} has errors; not signed", findings=errors)
+        return SignedCharter.sign_by_owner(report.charter, self._ws.owner_key())
+
+    def apply(self, envelope_text: str, *, source: str, actor: str = "owner") -> AppliedCharter:
+        ws = self._ws
+        signed = SignedCharter.from_json(envelope_text)
+        charter = signed.charter
+        if charter.owner.verify_key != ws.owner_verify_key:
+            raise SignatureInvalid(
+                f"{charter.ref} names another owner's key, not this workspace's",
+                hint="sign it in this workspace with 'modelpact charter sign'",
+            )
+        signed.verify_complete()
+        partner = PartnerDirectory(ws).require(charter.partner.id)
+        if not constant_time_equal(partner.public_key, charter.partner.key):
+            raise SignatureInvalid(
+                f"{charter.ref} names a key for {partner.id} that is not the enrolled one",
+                hint="the partner must countersign with the key the owner enrolled",
+            )
+        if partner.status != "active":
+            raise InvalidInput(f"partner {partner.id} is {partner.status}; resume it first")
+        now = ws.clock()
+        if not charter.valid.contains(now):
+            raise Expired(
+                f"{charter.ref} is not valid now ({now.isoformat()})",
+                hint="its validity window is closed or not yet open",
+            )
+        compiled = compile_charter(charter)
+        with ws.store.unit_of_work() as uow:
+            for grant in charter.grants:
+                try:
+                    uow.models.get_model(grant.model)
+                except NotFound:
+                    raise NotFound(
+                        f"{charter.ref} grants model {grant.model}, which is not registered"
+                    ) from None
+            superseded = self._latest_active(uow, charter)
+            record = CharterRecord(
+                charter_id=charter.charter,
+                version=charter.version,
+                partner_id=charter.partner.id,
+                envelope=signed.to_json(),
+                digest=signed.digest,
+                status="active",
+                applied_at=now,
+            )
+            uow.charters.add(record)
+            if superseded is not None:
+                uow.charters.set_status(charter.charter, superseded, "superseded")
+            record_event(
+                ws,
+                uow,
+                actor=actor,
+                kind="charter.apply",
+                subject=charter.ref,
+                digest=signed.digest,
+                superseded=superseded,
+                policies=len(compiled.explanations),
+            )
+        return AppliedCharter(charter, record, superseded)
+
+    @staticmethod
+    def _latest_active(uow: UnitOfWork, charter: Charter) -> int | None:
+        try:
+            latest = uow.charters.latest(charter.charter)
+        except NotFound:
+            return None
+        if latest.partner_id != charter.partner.id:
+            raise InvalidInput(
+                f"charter id {charter.charter} already belongs to partner {latest.partner_id}"
+            )
+        if charter.version <= latest.version:
+            raise AlreadyExists(
+                f"{charter.charter} is at version {latest.version}; "
+                f"version {charter.version} cannot be applied",
+                hint="every change is a new, higher version signed again by both parties",
+            )
+        return latest.version if latest.status == "active" else None
+
+    def all(self) -> list[CharterRecord]:
+        with self._ws.store.unit_of_work() as uow:
+            return list(uow.charters.list())
+
+    def get(self, charter_id: str, version: int | None = None) -> tuple[CharterRecord, Charter]:
+        with self._ws.store.unit_of_work() as uow:
+            record = (
+                uow.charters.latest(charter_id)
+                if version is None
+                else uow.charters.get(charter_id, version)
+            )
+        return record, self._trusted(record)
+
+    def _trusted(self, record: CharterRecord) -> Charter:
+        """Re-check a stored charter: a row written behind the owner's back must not count."""
+        signed = SignedCharter.from_json(record.envelope)
+        signed.verify_complete()
+        charter = signed.charter
+        if charter.owner.verify_key != self._ws.owner_verify_key or not constant_time_equal(
+            charter_digest(charter), record.digest
+        ):
+            raise Tampered(f"stored charter {charter.ref} does not match its record")
+        return charter
+
+    def diff(self, charter_id: str, old: int, new: int) -> tuple[str, ...]:
+        return diff_charters(self.get(charter_id, old)[1], self.get(charter_id, new)[1])
+
+    def active(self) -> list[tuple[CharterRecord, CompiledCharter]]:
+        """Every active charter, compiled (the policy engine's input)."""
+        result = []
+        for record in self.all():
+            if record.status != "active":
+                continue
+            result.append((record, compile_charter(self._trusted(record))))
+        return result

@@ -1,0 +1,266 @@
+"""Model registry use cases: register, list, show, verify and roll back model versions.
+
+A version is immutable.  Registering one checks the ONNX graph, signs the
+plaintext in the OpenSSF model-signing format, seals it under a fresh data key
+(AES-256-GCM, associated data naming model and version) and wraps that key with
+the workspace's key-encryption key.  Rollback only moves the served pointer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelpact.crypto import (
+    DataKey,
+    constant_time_equal,
+    plaintext_scratch,
+    sha256_hex,
+    sign_model,
+    verify_model,
+)
+from modelpact.errors import (
+    AlreadyExists,
+    InvalidInput,
+    NotFound,
+    SignatureInvalid,
+    StorageUnavailable,
+    Tampered,
+)
+from modelpact.runtime import ModelCard, ModelSummary, Predictor, card_to_json, export_sklearn
+from modelpact.services.events import record_event
+from modelpact.services.workspace import Workspace
+from modelpact.store import ModelRecord, ModelVersionRecord
+
+__all__ = ["ModelRegistry", "RegisteredVersion", "VerifiedVersion"]
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+-]{0,62}$")
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredVersion:
+    model: str
+    version: str
+    digest: str
+    size: int
+    served: bool
+    summary: ModelSummary | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedVersion:
+    """Every check ``model verify`` made, all passed."""
+
+    model: str
+    version: str
+    digest: str
+    checks: tuple[str, ...]
+
+
+def _associated_data(model: str, version: str) -> bytes:
+    return f"modelpact/model/{model}/{version}".encode()
+
+
+def _artifact_key(model: str, version: str) -> str:
+    return f"models/{model}/{version}/artifact.enc"
+
+
+def _check_names(model: str, version: str) -> None:
+    if not _NAME.match(model):
+        raise InvalidInput(
+            f"model name {model!r} is not a lower-case slug", hint="use letters, digits and '-'"
+        )
+    if not _VERSION.match(version):
+        raise InvalidInput(
+            f"version {version!r} is not valid", hint="use e.g. 1.0.0 (letters, digits, . + -)"
+        )
+
+
+class ModelRegistry:
+    """The owner's models, over one workspace."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self._ws = workspace
+
+    def add(
+        self,
+        model: str,
+        data: bytes,
+        *,
+        version: str,
+        source: str,
+        card: ModelCard | None = None,
+        actor: str = "owner",
+    ) -> RegisteredVersion:
+        """Check, sign, seal and record one new version, which becomes the served one."""
+        _check_names(model, version)
+        # Loading it as the runtime will proves it is servable, not merely well-formed.
+        summary = Predictor.from_bytes(data, source=source).summary
+        ws = self._ws
+        with ws.store.unit_of_work() as uow:
+            try:
+                uow.models.get_version(model, version)
+            except NotFound:
+                pass
+            else:
+                raise AlreadyExists(
+                    f"{model} {version} is already registered",
+                    hint="versions are immutable; register a new version number",
+                )
+        with plaintext_scratch(data) as path:
+            bundle = sign_model(path, ws.model_signing_key_path)
+        ad = _associated_data(model, version)
+        data_key = DataKey.generate()
+        sealed = data_key.seal(data, ad)
+        wrapped = ws.kek().wrap(data_key, ad)
+        key = _artifact_key(model, version)
+        digest = "sha256:" + sha256_hex(data)
+        ws.artifacts.put(key, sealed)
+        try:
+            with ws.store.unit_of_work() as uow:
+                uow.models.add_version(
+                    ModelVersionRecord(
+                        model=model,
+                        version=version,
+                        digest=digest,
+                        size=len(data),
+                        artifact_key=key,
+                        wrapped_key=wrapped,
+                        signature_bundle=bundle,
+                        card=card_to_json(card) if card else "{}",
+                        created_at=ws.clock(),
+                    ),
+                    serve=True,
+                )
+                record_event(
+                    ws,
+                    uow,
+                    actor=actor,
+                    kind="model.add",
+                    subject=f"{model}@{version}",
+                    digest=digest,
+                    size=len(data),
+                )
+        except BaseException:
+            ws.artifacts.delete(key)
+            raise
+        return RegisteredVersion(model, version, digest, len(data), True, summary)
+
+    def add_file(
+        self, model: str, path: Path, *, version: str, card: ModelCard | None = None
+    ) -> RegisteredVersion:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"{path} does not exist") from None
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+        return self.add(model, data, version=version, source=path.name, card=card)
+
+    def add_sklearn(
+        self, model: str, estimator: Any, *, version: str, card: ModelCard | None = None
+    ) -> RegisteredVersion:
+        """Convert a fitted scikit-learn estimator to ONNX (zipmap off) and register it."""
+        data = export_sklearn(estimator)
+        return self.add(
+            model, data, version=version, source=f"{type(estimator).__name__}.onnx", card=card
+        )
+
+    def all(self) -> list[ModelRecord]:
+        with self._ws.store.unit_of_work() as uow:
+            return list(uow.models.list_models())
+
+    def show(self, model: str) -> tuple[ModelRecord, list[ModelVersionRecord]]:
+        with self._ws.store.unit_of_work() as uow:
+            return uow.models.get_model(model), list(uow.models.list_versions(model))
+
+    def get_version(self, model: str, version: str) -> ModelVersionRecord:
+        with self._ws.store.unit_of_work() as uow:
+            return uow.models.get_version(model, version)
+
+    def rollback(self, model: str, *, to_version: str, actor: str = "owner") -> str | None:
+        """Serve ``to_version`` again; return the version that was served before."""
+        ws = self._ws
+        with ws.store.unit_of_work() as uow:
+            previous = uow.models.set_served(model, to_version, ws.clock())
+            record_event(
+                ws,
+                uow,
+                actor=actor,
+                kind="model.rollback",
+                subject=f"{model}@{to_version}",
+                previous=previous,
+            )
+        return previous
+
+    def served(self, model: str) -> str:
+        """The version ``model`` serves now."""
+        record, _ = self.show(model)
+        if record.served_version is None:
+            raise NotFound(f"model {model} serves no version")
+        return record.served_version
+
+    def verify(self, model: str, version: str | None = None) -> VerifiedVersion:
+        """Check wrapped key, ciphertext, digest and signature; name what changed if any fails.
+
+        ``version`` defaults to the served one.
+        """
+        version = version or self.served(model)
+        record = self.get_version(model, version)
+        plaintext = self._open(record)
+        with plaintext_scratch(plaintext) as path:
+            try:
+                verify_model(path, record.signature_bundle, self._ws.model_signing_public_path)
+            except SignatureInvalid as exc:
+                raise SignatureInvalid(
+                    f"the signature bundle of {model} {version} does not verify ({exc.summary})",
+                    hint="the bundle or the signing key changed; re-register from a trusted copy",
+                ) from None
+        return VerifiedVersion(
+            model,
+            version,
+            record.digest,
+            (
+                "data key unwraps under the workspace key-encryption key",
+                "artifact ciphertext authenticates (AES-256-GCM, bound to model and version)",
+                f"plaintext matches recorded digest {record.digest}",
+                "OpenSSF model-signing signature verifies under the owner's key",
+            ),
+        )
+
+    def decrypt(self, model: str, version: str) -> bytes:
+        """The plaintext ONNX bytes, checked against the recorded digest.  For the runtime only."""
+        return self._open(self.get_version(model, version))
+
+    def _open(self, record: ModelVersionRecord) -> bytes:
+        ws = self._ws
+        name = f"{record.model} {record.version}"
+        ad = _associated_data(record.model, record.version)
+        try:
+            data_key = ws.kek().unwrap(record.wrapped_key, ad)
+        except Tampered:
+            raise Tampered(
+                f"the wrapped data key of {name} was changed or belongs to another record",
+                hint="restore the database from a backup",
+            ) from None
+        try:
+            sealed = ws.artifacts.get(record.artifact_key)
+        except NotFound:
+            raise Tampered(
+                f"the artifact file of {name} is missing ({record.artifact_key})"
+            ) from None
+        except StorageUnavailable:
+            raise
+        try:
+            plaintext = data_key.open(sealed, ad)
+        except Tampered:
+            raise Tampered(
+                f"the artifact file of {name} was modified ({record.artifact_key})",
+                hint="restore it from a backup or re-register the model",
+            ) from None
+        if not constant_time_equal("sha256:" + sha256_hex(plaintext), record.digest):
+            raise Tampered(f"{name} does not match its recorded digest {record.digest}")
+        return plaintext

@@ -1,0 +1,61 @@
+"""Storage behind narrow interfaces: records in SQL, sealed artifacts in files.
+
+The store knows nothing of charters, policies or models' meaning: it keeps
+plain records (:mod:`modelpact.store.records`) behind protocols
+(:mod:`modelpact.store.interfaces`) and raises only :mod:`modelpact.errors`
+types.
+
+- :func:`open_store` opens SQLite (the embedded default) or PostgreSQL and
+  migrates the schema; :class:`SqlStore` hands out units of work, each one
+  transaction::
+
+      store = open_store("sqlite:///workspace/modelpact.db")
+      with store.unit_of_work() as work:
+          work.partners.add(partner)
+          work.events.append(now, "owner", "partner.enrolled", partner.id, "{}")
+
+- :class:`LocalArtifactStore` keeps write-once blobs under a directory.
+"""
+
+from modelpact.store.files import LocalArtifactStore, check_artifact_key
+from modelpact.store.interfaces import (
+    ArtifactStore,
+    CharterRepository,
+    EventLog,
+    ModelRepository,
+    PartnerRepository,
+    Store,
+    UnitOfWork,
+)
+from modelpact.store.records import (
+    CHARTER_STATUSES,
+    PARTNER_STATUSES,
+    CharterRecord,
+    EventRecord,
+    ModelRecord,
+    ModelVersionRecord,
+    PartnerRecord,
+)
+from modelpact.store.sql import SqlStore, open_store, redacted_url
+
+__all__ = [
+    "CHARTER_STATUSES",
+    "PARTNER_STATUSES",
+    "ArtifactStore",
+    "CharterRecord",
+    "CharterRepository",
+    "EventLog",
+    "EventRecord",
+    "LocalArtifactStore",
+    "ModelRecord",
+    "ModelRepository",
+    "ModelVersionRecord",
+    "PartnerRecord",
+    "PartnerRepository",
+    "SqlStore",
+    "Store",
+    "UnitOfWork",
+    "check_artifact_key",
+    "open_store",
+    "redacted_url",
+]

@@ -1,0 +1,127 @@
+"""The tables, as SQLAlchemy Core sees them at run time.
+
+The migrations under ``migrations/versions`` create these tables; they never
+import this module, so that an old migration keeps meaning what it meant when it
+was written.  A change here needs a new migration (``tests/store`` checks that
+the two agree).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+__all__ = [
+    "NAMING_CONVENTION",
+    "UtcDateTime",
+    "charters",
+    "events",
+    "metadata",
+    "model_versions",
+    "models",
+    "partners",
+]
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """An aware datetime stored as UTC: ``timestamptz`` on PostgreSQL, UTC text on SQLite.
+
+    SQLite has no time zones; its values are written in UTC without an offset
+    (so they sort in time order) and read back with ``tzinfo=UTC``.  Callers
+    check for naive datetimes before they reach this type.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        utc = value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime from the database, got {type(value).__name__}")
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+_Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+partners = sa.Table(
+    "partners",
+    metadata,
+    sa.Column("id", sa.String(), primary_key=True),
+    sa.Column("name", sa.String(), nullable=False),
+    sa.Column("public_key", sa.String(), nullable=False, unique=True),
+    sa.Column("status", sa.String(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.CheckConstraint("status IN ('active', 'suspended', 'revoked')", name="status"),
+)
+
+models = sa.Table(
+    "models",
+    metadata,
+    sa.Column("name", sa.String(), primary_key=True),
+    sa.Column("served_version", sa.String(), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(), sa.ForeignKey("models.name"), nullable=False),
+    sa.Column("version", sa.String(), nullable=False),
+    sa.Column("digest", sa.String(), nullable=False),
+    sa.Column("size", sa.BigInteger(), nullable=False),
+    sa.Column("artifact_key", sa.String(), nullable=False),
+    sa.Column("wrapped_key", sa.LargeBinary(), nullable=False),
+    sa.Column("signature_bundle", sa.LargeBinary(), nullable=False),
+    sa.Column("card", sa.Text(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.UniqueConstraint("model", "version"),
+)
+
+charters = sa.Table(
+    "charters",
+    metadata,
+    sa.Column("charter_id", sa.String(), primary_key=True),
+    sa.Column("version", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("partner_id", sa.String(), sa.ForeignKey("partners.id"), nullable=False, index=True),
+    sa.Column("envelope", sa.Text(), nullable=False),
+    sa.Column("digest", sa.String(), nullable=False),
+    sa.Column("status", sa.String(), nullable=False),
+    sa.Column("applied_at", UtcDateTime(), nullable=False),
+    sa.CheckConstraint("status IN ('active', 'superseded', 'terminated')", name="status"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("seq", _Id, primary_key=True, autoincrement=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Column("actor", sa.String(), nullable=False),
+    sa.Column("kind", sa.String(), nullable=False, index=True),
+    sa.Column("subject", sa.String(), nullable=False, index=True),
+    sa.Column("detail", sa.Text(), nullable=False),
+)

@@ -1,0 +1,383 @@
+"""The SQL repositories: one unit of work's connection, seen through the store's protocols.
+
+Writes that can collide run in a savepoint, so a refused write undoes itself
+and leaves the unit of work usable on both SQLite and PostgreSQL.  Text keys
+are listed in code-point order (``COLLATE "C"`` on PostgreSQL, SQLite's
+binary order), the same whatever the database's collation.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from modelpact.errors import (
+    AlreadyExists,
+    InvalidInput,
+    ModelpactError,
+    NotFound,
+    StorageUnavailable,
+)
+from modelpact.store._schema import charters, events, model_versions, models, partners
+from modelpact.store._sql_errors import DatabaseErrors, violation
+from modelpact.store.records import (
+    CHARTER_STATUSES,
+    PARTNER_STATUSES,
+    CharterRecord,
+    EventRecord,
+    ModelRecord,
+    ModelVersionRecord,
+    PartnerRecord,
+    require_aware,
+)
+
+__all__ = [
+    "Session",
+    "SqlCharterRepository",
+    "SqlEventLog",
+    "SqlModelRepository",
+    "SqlPartnerRepository",
+    "SqlUnitOfWork",
+]
+
+
+class Session:
+    """One unit of work's connection: executes statements and translates their failures."""
+
+    def __init__(self, connection: Connection, database: DatabaseErrors) -> None:
+        self.connection = connection
+        self.database = database
+        self.dialect = connection.dialect.name
+        self.active = True
+
+    def end(self) -> None:
+        """Refuse any further statement: the unit of work is over."""
+        self.active = False
+
+    def _check_active(self) -> None:
+        if not self.active:
+            raise StorageUnavailable(
+                "this unit of work has ended", hint="open a new one with store.unit_of_work()"
+            )
+
+    def execute(self, statement: sa.Executable) -> sa.CursorResult[Any]:
+        self._check_active()
+        with self.database.errors():
+            return self.connection.execute(statement)
+
+    def write(
+        self,
+        *statements: sa.Executable,
+        duplicate: Callable[[], ModelpactError],
+        missing: Callable[[], ModelpactError] | None = None,
+    ) -> None:
+        """Run ``statements`` in a savepoint; a failure undoes them all and nothing else."""
+        self._check_active()
+        try:
+            with self.connection.begin_nested():
+                for statement in statements:
+                    self.connection.execute(statement)
+        except sa.exc.IntegrityError as error:
+            kind = violation(error)
+            if kind == "unique":
+                raise duplicate() from None
+            if kind == "foreign_key" and missing is not None:
+                raise missing() from None
+            raise self.database.translate(error) from None
+        except (sa.exc.SQLAlchemyError, OSError) as error:
+            raise self.database.translate(error) from None
+
+    def by_code_point(self, column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+        """Order text as Python does (by code point), whatever the database's collation."""
+        return column.collate("C") if self.dialect == "postgresql" else column
+
+
+class SqlPartnerRepository:
+    """:class:`~modelpact.store.interfaces.PartnerRepository` over SQL."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def add(self, record: PartnerRecord) -> None:
+        def duplicate() -> ModelpactError:
+            if self._find(record.id) is not None:
+                return AlreadyExists(f"partner {record.id!r} already exists")
+            return AlreadyExists(
+                f"public key of partner {record.id!r} is already registered to another partner",
+                hint="each partner organisation has its own key pair",
+            )
+
+        self._session.write(
+            sa.insert(partners).values(
+                id=record.id,
+                name=record.name,
+                public_key=record.public_key,
+                status=record.status,
+                created_at=record.created_at,
+                updated_at=record.updated_at,
+            ),
+            duplicate=duplicate,
+        )
+
+    def _find(self, partner_id: str) -> PartnerRecord | None:
+        row = self._session.execute(sa.select(partners).where(partners.c.id == partner_id)).first()
+        return None if row is None else PartnerRecord(**row._mapping)
+
+    def get(self, partner_id: str) -> PartnerRecord:
+        found = self._find(partner_id)
+        if found is None:
+            raise NotFound(f"partner {partner_id!r} does not exist")
+        return found
+
+    def list(self) -> builtins.list[PartnerRecord]:
+        result = self._session.execute(
+            sa.select(partners).order_by(self._session.by_code_point(partners.c.id))
+        )
+        return [PartnerRecord(**row._mapping) for row in result]
+
+    def set_status(self, partner_id: str, status: str, at: datetime) -> None:
+        if status not in PARTNER_STATUSES:
+            raise InvalidInput(f"unknown partner status {status!r}")
+        require_aware(at, "at")
+        result = self._session.execute(
+            sa.update(partners)
+            .where(partners.c.id == partner_id)
+            .values(status=status, updated_at=at)
+        )
+        if result.rowcount == 0:
+            raise NotFound(f"partner {partner_id!r} does not exist")
+
+
+_VERSION_COLUMNS = [c for c in model_versions.c if c.name != "id"]
+_MODEL_COLUMNS = [models.c.name, models.c.served_version, models.c.created_at]
+
+
+def _version_record(row: sa.Row[Any]) -> ModelVersionRecord:
+    values = dict(row._mapping)
+    values["wrapped_key"] = bytes(values["wrapped_key"])
+    values["signature_bundle"] = bytes(values["signature_bundle"])
+    return ModelVersionRecord(**values)
+
+
+class SqlModelRepository:
+    """:class:`~modelpact.store.interfaces.ModelRepository` over SQL."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def add_version(self, record: ModelVersionRecord, *, serve: bool) -> None:
+        dialect_insert = (
+            postgresql.insert if self._session.dialect == "postgresql" else sqlite.insert
+        )
+        statements: builtins.list[sa.Executable] = [
+            dialect_insert(models)
+            .values(
+                name=record.model,
+                served_version=None,
+                created_at=record.created_at,
+                updated_at=record.created_at,
+            )
+            .on_conflict_do_nothing(),
+            sa.insert(model_versions).values(
+                model=record.model,
+                version=record.version,
+                digest=record.digest,
+                size=record.size,
+                artifact_key=record.artifact_key,
+                wrapped_key=record.wrapped_key,
+                signature_bundle=record.signature_bundle,
+                card=record.card,
+                created_at=record.created_at,
+            ),
+        ]
+        if serve:
+            statements.append(
+                sa.update(models)
+                .where(models.c.name == record.model)
+                .values(served_version=record.version, updated_at=record.created_at)
+            )
+        self._session.write(
+            *statements,
+            duplicate=lambda: AlreadyExists(
+                f"model {record.model!r} already has version {record.version!r}",
+                hint="versions are immutable; register the new artifact under a new version",
+            ),
+        )
+
+    def get_version(self, model: str, version: str) -> ModelVersionRecord:
+        row = self._session.execute(
+            sa.select(*_VERSION_COLUMNS).where(
+                model_versions.c.model == model, model_versions.c.version == version
+            )
+        ).first()
+        if row is None:
+            raise NotFound(f"model {model!r} has no version {version!r}")
+        return _version_record(row)
+
+    def get_model(self, name: str) -> ModelRecord:
+        row = self._session.execute(sa.select(*_MODEL_COLUMNS).where(models.c.name == name)).first()
+        if row is None:
+            raise NotFound(f"model {name!r} does not exist")
+        return ModelRecord(**row._mapping)
+
+    def list_models(self) -> builtins.list[ModelRecord]:
+        result = self._session.execute(
+            sa.select(*_MODEL_COLUMNS).order_by(self._session.by_code_point(models.c.name))
+        )
+        return [ModelRecord(**row._mapping) for row in result]
+
+    def list_versions(self, model: str) -> builtins.list[ModelVersionRecord]:
+        result = self._session.execute(
+            sa.select(*_VERSION_COLUMNS)
+            .where(model_versions.c.model == model)
+            .order_by(model_versions.c.created_at, model_versions.c.id)
+        )
+        found = [_version_record(row) for row in result]
+        if not found:
+            self.get_model(model)
+        return found
+
+    def set_served(self, model: str, version: str, at: datetime) -> str | None:
+        require_aware(at, "at")
+        row = self._session.execute(
+            sa.select(models.c.served_version).where(models.c.name == model).with_for_update()
+        ).first()
+        if row is None:
+            raise NotFound(f"model {model!r} does not exist")
+        exists = self._session.execute(
+            sa.select(model_versions.c.id).where(
+                model_versions.c.model == model, model_versions.c.version == version
+            )
+        ).first()
+        if exists is None:
+            raise NotFound(f"model {model!r} has no version {version!r}")
+        self._session.execute(
+            sa.update(models)
+            .where(models.c.name == model)
+            .values(served_version=version, updated_at=at)
+        )
+        previous: str | None = row.served_version
+        return previous
+
+
+class SqlCharterRepository:
+    """:class:`~modelpact.store.interfaces.CharterRepository` over SQL."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def add(self, record: CharterRecord) -> None:
+        self._session.write(
+            sa.insert(charters).values(
+                charter_id=record.charter_id,
+                version=record.version,
+                partner_id=record.partner_id,
+                envelope=record.envelope,
+                digest=record.digest,
+                status=record.status,
+                applied_at=record.applied_at,
+            ),
+            duplicate=lambda: AlreadyExists(
+                f"charter {record.charter_id!r} already has version {record.version}",
+                hint="every change to a charter is a new version",
+            ),
+            missing=lambda: NotFound(
+                f"charter {record.charter_id!r} names partner {record.partner_id!r}, "
+                "which does not exist"
+            ),
+        )
+
+    def get(self, charter_id: str, version: int) -> CharterRecord:
+        row = self._session.execute(
+            sa.select(charters).where(
+                charters.c.charter_id == charter_id, charters.c.version == version
+            )
+        ).first()
+        if row is None:
+            raise NotFound(f"charter {charter_id!r} has no version {version}")
+        return CharterRecord(**row._mapping)
+
+    def latest(self, charter_id: str) -> CharterRecord:
+        row = self._session.execute(
+            sa.select(charters)
+            .where(charters.c.charter_id == charter_id)
+            .order_by(charters.c.version.desc())
+            .limit(1)
+        ).first()
+        if row is None:
+            raise NotFound(f"charter {charter_id!r} does not exist")
+        return CharterRecord(**row._mapping)
+
+    def list(self, *, partner_id: str | None = None) -> builtins.list[CharterRecord]:
+        query = sa.select(charters).order_by(
+            self._session.by_code_point(charters.c.charter_id), charters.c.version
+        )
+        if partner_id is not None:
+            query = query.where(charters.c.partner_id == partner_id)
+        return [CharterRecord(**row._mapping) for row in self._session.execute(query)]
+
+    def set_status(self, charter_id: str, version: int, status: str) -> None:
+        if status not in CHARTER_STATUSES:
+            raise InvalidInput(f"unknown charter status {status!r}")
+        result = self._session.execute(
+            sa.update(charters)
+            .where(charters.c.charter_id == charter_id, charters.c.version == version)
+            .values(status=status)
+        )
+        if result.rowcount == 0:
+            raise NotFound(f"charter {charter_id!r} has no version {version}")
+
+
+class SqlEventLog:
+    """:class:`~modelpact.store.interfaces.EventLog` over SQL.
+
+    ``seq`` is ``max(seq) + 1`` under a lock (``LOCK TABLE … IN EXCLUSIVE MODE``
+    on PostgreSQL, the ``BEGIN IMMEDIATE`` write lock on SQLite), so numbers have
+    no gaps and a reader never sees seq 7 before seq 6 is committed.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def append(self, at: datetime, actor: str, kind: str, subject: str, detail: str) -> int:
+        require_aware(at, "at")
+        if self._session.dialect == "postgresql":
+            self._session.execute(sa.text("LOCK TABLE events IN EXCLUSIVE MODE"))
+        last = self._session.execute(sa.select(sa.func.max(events.c.seq))).scalar()
+        seq = 1 if last is None else int(last) + 1
+        self._session.write(
+            sa.insert(events).values(
+                seq=seq, at=at, actor=actor, kind=kind, subject=subject, detail=detail
+            ),
+            duplicate=lambda: StorageUnavailable(
+                "event log sequence collided; another writer bypassed the lock"
+            ),
+        )
+        return seq
+
+    def list(
+        self, *, kind: str | None = None, subject: str | None = None
+    ) -> builtins.list[EventRecord]:
+        query = sa.select(events).order_by(events.c.seq)
+        if kind is not None:
+            query = query.where(events.c.kind == kind)
+        if subject is not None:
+            query = query.where(events.c.subject == subject)
+        return [EventRecord(**row._mapping) for row in self._session.execute(query)]
+
+
+class SqlUnitOfWork:
+    """:class:`~modelpact.store.interfaces.UnitOfWork`: four repositories on one transaction."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self.partners = SqlPartnerRepository(session)
+        self.models = SqlModelRepository(session)
+        self.charters = SqlCharterRepository(session)
+        self.events = SqlEventLog(session)

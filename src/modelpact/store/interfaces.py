@@ -1,0 +1,196 @@
+"""The narrow storage interfaces the rest of modelpact is written against.
+
+A :class:`Store` hands out units of work; a :class:`UnitOfWork` is one
+transaction holding four repositories.  Every method raises only
+:mod:`modelpact.errors` types:
+
+- :class:`~modelpact.errors.NotFound` for a row that is not there;
+- :class:`~modelpact.errors.AlreadyExists` for a second row under the same key;
+- :class:`~modelpact.errors.InvalidInput` for a value the store refuses (naive
+  datetime, unknown status, malformed artifact key);
+- :class:`~modelpact.errors.StorageUnavailable` when the database or disk
+  cannot be used.
+
+A failed write inside a unit of work leaves the unit of work usable (the write
+is undone on its own), so a caller may catch ``AlreadyExists`` and go on.
+Sequences come back as plain lists, in the order each method documents.
+
+:class:`ArtifactStore` keeps opaque blobs (sealed model artifacts) under keys
+that are relative paths: segments of ``[A-Za-z0-9._-]+`` joined by ``/``, with
+no ``.`` or ``..`` segment.
+"""
+
+from __future__ import annotations
+
+import builtins
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Protocol
+
+from modelpact.store.records import (
+    CharterRecord,
+    EventRecord,
+    ModelRecord,
+    ModelVersionRecord,
+    PartnerRecord,
+)
+
+__all__ = [
+    "ArtifactStore",
+    "CharterRepository",
+    "EventLog",
+    "ModelRepository",
+    "PartnerRepository",
+    "Store",
+    "UnitOfWork",
+]
+
+
+class PartnerRepository(Protocol):
+    """Partner organisations, keyed by id; a public key belongs to one partner only."""
+
+    def add(self, record: PartnerRecord) -> None:
+        """Insert; ``AlreadyExists`` if the id or the public key is already registered."""
+        ...
+
+    def get(self, partner_id: str) -> PartnerRecord:
+        """The partner with this id; ``NotFound`` otherwise."""
+        ...
+
+    def list(self) -> builtins.list[PartnerRecord]:
+        """Every partner, by id."""
+        ...
+
+    def set_status(self, partner_id: str, status: str, at: datetime) -> None:
+        """Change the status and set ``updated_at`` to ``at``; ``NotFound`` if absent."""
+        ...
+
+
+class ModelRepository(Protocol):
+    """Models and their immutable versions, with a movable served pointer."""
+
+    def add_version(self, record: ModelVersionRecord, *, serve: bool) -> None:
+        """Insert a version, creating its model if new; with ``serve`` it becomes served.
+
+        ``AlreadyExists`` if the model already has this version.  A new model's
+        ``created_at`` is the version's.
+        """
+        ...
+
+    def get_version(self, model: str, version: str) -> ModelVersionRecord:
+        """One version; ``NotFound`` if the model or the version does not exist."""
+        ...
+
+    def get_model(self, name: str) -> ModelRecord:
+        """One model; ``NotFound`` otherwise."""
+        ...
+
+    def list_models(self) -> builtins.list[ModelRecord]:
+        """Every model, by name."""
+        ...
+
+    def list_versions(self, model: str) -> builtins.list[ModelVersionRecord]:
+        """The model's versions, oldest first (ties in insertion order); ``NotFound``
+        if the model does not exist."""
+        ...
+
+    def set_served(self, model: str, version: str, at: datetime) -> str | None:
+        """Serve ``version`` from now on and return the version served before (or ``None``).
+
+        ``NotFound`` if the model or that version does not exist.
+        """
+        ...
+
+
+class CharterRepository(Protocol):
+    """Charter versions, keyed by ``(charter_id, version)``."""
+
+    def add(self, record: CharterRecord) -> None:
+        """Insert; ``AlreadyExists`` on the same ``(charter_id, version)``, ``NotFound``
+        if the partner does not exist."""
+        ...
+
+    def get(self, charter_id: str, version: int) -> CharterRecord:
+        """One version; ``NotFound`` otherwise."""
+        ...
+
+    def latest(self, charter_id: str) -> CharterRecord:
+        """The highest version of the charter, whatever its status; ``NotFound`` if none."""
+        ...
+
+    def list(self, *, partner_id: str | None = None) -> builtins.list[CharterRecord]:
+        """Every version of every charter (or of one partner's), by charter id then version."""
+        ...
+
+    def set_status(self, charter_id: str, version: int, status: str) -> None:
+        """Change one version's status; ``NotFound`` if absent."""
+        ...
+
+
+class EventLog(Protocol):
+    """An append-only log of what happened; numbers are dense and in commit order."""
+
+    def append(self, at: datetime, actor: str, kind: str, subject: str, detail: str) -> int:
+        """Append one event (``detail`` is JSON text) and return its ``seq`` (1, 2, 3, …).
+
+        Appends are serialised: a unit of work that appended holds the log until
+        it ends, so keep such units of work short and append as their last step.
+        """
+        ...
+
+    def list(
+        self, *, kind: str | None = None, subject: str | None = None
+    ) -> builtins.list[EventRecord]:
+        """Events, oldest first, optionally only those of one kind and/or one subject."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction: everything done through these repositories commits or none does."""
+
+    @property
+    def partners(self) -> PartnerRepository: ...
+
+    @property
+    def models(self) -> ModelRepository: ...
+
+    @property
+    def charters(self) -> CharterRepository: ...
+
+    @property
+    def events(self) -> EventLog: ...
+
+
+class Store(Protocol):
+    """Where records live.  Open once per process; share it between threads."""
+
+    def unit_of_work(self) -> AbstractContextManager[UnitOfWork]:
+        """A transaction: committed when the block ends normally, rolled back if it raises.
+
+        The repositories must not be used after the block has ended.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release every connection; the store cannot be used afterwards."""
+        ...
+
+
+class ArtifactStore(Protocol):
+    """Opaque, write-once blobs under relative path keys."""
+
+    def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` durably and atomically; ``AlreadyExists`` if ``key`` is taken."""
+        ...
+
+    def get(self, key: str) -> bytes:
+        """The bytes under ``key``; ``NotFound`` otherwise."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove ``key`` durably; ``NotFound`` if it is not there."""
+        ...
+
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` holds a blob."""
+        ...

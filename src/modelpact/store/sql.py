@@ -1,0 +1,222 @@
+"""The SQL store: :func:`open_store` and :class:`SqlStore`, over SQLite or PostgreSQL.
+
+Supported URLs:
+
+- ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` — the
+  embedded default.  Every connection runs ``PRAGMA busy_timeout=5000``,
+  ``journal_mode=WAL``, ``foreign_keys=ON`` and ``synchronous=FULL``, and every
+  unit of work starts with ``BEGIN IMMEDIATE``: one writer at a time, so a
+  read-then-write never fails half-way with "database is locked".  In-memory
+  databases are refused (each connection would see a different one).
+- ``postgresql+psycopg://user:password@host:5432/dbname`` (``postgresql://``
+  and ``postgres://`` mean the same) — psycopg 3.  To keep the tables in a
+  schema of your own, pass libpq options in the URL:
+  ``...?options=-csearch_path%3Dmyschema`` (the schema must exist).  Keeping
+  the whole configuration in one URL means a workspace, a CLI flag or a test
+  fixture can carry it as a single string.  ``connect_timeout`` defaults to 10
+  seconds unless the URL sets it.
+
+:func:`open_store` migrates the schema to the newest revision, holding a lock
+so that replicas starting together do not migrate twice.
+
+Database failures become :mod:`modelpact.errors` types: a unique violation
+:class:`~modelpact.errors.AlreadyExists`, a missing referenced row
+:class:`~modelpact.errors.NotFound`, anything that stops the database from
+being used (cannot connect, locked, disk full, schema missing)
+:class:`~modelpact.errors.StorageUnavailable`, whose one-line message names the
+database with its password hidden.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.util.exc import CommandError
+from sqlalchemy.engine import URL, Connection, Engine
+
+from modelpact.errors import InvalidInput, StorageUnavailable
+from modelpact.store._sql_errors import DatabaseErrors, one_line
+from modelpact.store._sql_repositories import Session, SqlUnitOfWork
+
+__all__ = [
+    "SqlStore",
+    "SqlUnitOfWork",
+    "create_store_engine",
+    "migration_lock",
+    "open_store",
+    "redacted_url",
+]
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 5000
+POSTGRES_CONNECT_TIMEOUT_S = 10
+
+# --- URLs and engines -------------------------------------------------------------------
+
+
+def _parse_url(url: str | URL) -> URL:
+    try:
+        parsed = sa.make_url(url)
+    except (sa.exc.ArgumentError, ValueError):
+        raise InvalidInput(
+            "the database setting is not a URL",
+            hint="write sqlite:///path/to/modelpact.db or postgresql+psycopg://user@host/db",
+        ) from None
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend == "sqlite" and driver in ("", "pysqlite"):
+        if parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory":
+            raise InvalidInput(
+                "an in-memory SQLite database cannot hold a modelpact store",
+                hint="give a file path: sqlite:///path/to/modelpact.db",
+            )
+        return parsed
+    if backend in ("postgresql", "postgres") and driver in ("", "psycopg"):
+        return parsed.set(drivername="postgresql+psycopg")
+    raise InvalidInput(
+        f"unsupported database {parsed.drivername!r}",
+        hint="use sqlite:///path or postgresql+psycopg://user@host/db",
+    )
+
+
+def redacted_url(url: str | URL) -> str:
+    """The URL as it may be shown to a human: password replaced by ``***``."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except (sa.exc.ArgumentError, ValueError):
+        return "<unparseable database URL>"
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control away from the sqlite3 module; _sqlite_on_begin emits BEGIN.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA synchronous = FULL")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_store_engine(url: str | URL) -> Engine:
+    """An Engine configured as the store needs it (see the module docstring); no I/O yet.
+
+    Raises :class:`InvalidInput` for a URL that is not a supported database.
+    """
+    parsed = _parse_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = sa.create_engine(parsed)
+        sa.event.listen(engine, "connect", _sqlite_on_connect)
+        sa.event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    connect_args: dict[str, Any] = {}
+    if "connect_timeout" not in parsed.query:
+        connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
+    return sa.create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+
+
+def migration_lock(connection: Connection) -> None:
+    """Hold the migration lock until ``connection``'s transaction ends.
+
+    PostgreSQL: a transaction-level advisory lock keyed by the current schema.
+    SQLite: the transaction's ``BEGIN IMMEDIATE`` already excludes other writers.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            sa.text(
+                "SELECT pg_advisory_xact_lock(hashtext('modelpact.store:' || current_schema()))"
+            )
+        )
+
+
+class SqlStore:
+    """:class:`~modelpact.store.interfaces.Store` over one SQLAlchemy Engine.
+
+    Thread-safe: each unit of work takes its own connection from the pool.
+    Build it with :func:`open_store`, which also migrates the schema.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._database = DatabaseErrors(engine.url)
+        self._closed = False
+
+    @property
+    def backend(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self._database.backend
+
+    def __repr__(self) -> str:
+        return f"SqlStore({self._database.shown!r})"
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision; a no-op when it is there already."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
+        try:
+            with self._database.errors(), self._engine.begin() as connection:
+                migration_lock(connection)
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+        except CommandError as error:
+            raise StorageUnavailable(
+                f"cannot migrate database {self._database.shown}: {one_line(error)}",
+                hint="the database may have been migrated by a newer modelpact; upgrade this one",
+            ) from None
+
+    @contextlib.contextmanager
+    def unit_of_work(self) -> Iterator[SqlUnitOfWork]:
+        """One transaction: commit when the block ends normally, roll back if it raises."""
+        if self._closed:
+            raise StorageUnavailable(f"the store {self._database.shown} has been closed")
+        with self._database.errors():
+            connection = self._engine.connect()
+        try:
+            with self._database.errors():
+                transaction = connection.begin()
+            session = Session(connection, self._database)
+            work = SqlUnitOfWork(session)
+            try:
+                yield work
+            except BaseException:
+                session.end()
+                with contextlib.suppress(sa.exc.SQLAlchemyError):
+                    transaction.rollback()
+                raise
+            session.end()
+            with self._database.errors():
+                transaction.commit()
+        finally:
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
+                connection.close()
+
+    def close(self) -> None:
+        """Release every pooled connection; further units of work are refused."""
+        self._closed = True
+        self._engine.dispose()
+
+
+def open_store(url: str) -> SqlStore:
+    """Open the store at ``url`` (see the module docstring) and migrate it to the newest schema.
+
+    Raises :class:`InvalidInput` for an unsupported URL and
+    :class:`StorageUnavailable` when the database cannot be reached or migrated.
+    """
+    store = SqlStore(create_store_engine(url))
+    try:
+        store.migrate()
+    except BaseException:
+        store.close()
+        raise
+    return store

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import base64
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from modelpact.crypto import SigningKey, VerifyKey, canonical_digest, canonical_json
+from modelpact.errors import AlreadyExists, InsecureKeyFile, InvalidInput, SignatureInvalid
+
+KEY = SigningKey.generate()
+
+
+def test_canonical_json_is_rfc8785() -> None:
+    # Key order, whitespace and number forms are fixed by RFC 8785.
+    assert canonical_json({"b": 1, "a": [1.0, "é", True]}) == '{"a":[1,"é",true],"b":1}'.encode()
+    assert canonical_digest({"a": 1}) == canonical_digest({"a": 1.0})
+
+
+@given(st.binary(max_size=256))
+def test_signature_verifies_only_for_its_own_bytes(data: bytes) -> None:
+    signature = KEY.sign(data)
+    KEY.verify_key.verify(signature, data)
+    with pytest.raises(SignatureInvalid):
+        KEY.verify_key.verify(signature, data + b"x")
+    with pytest.raises(SignatureInvalid):
+        SigningKey.generate().verify_key.verify(signature, data)
+
+
+def test_public_key_text_round_trips_and_rejects_junk() -> None:
+    text = KEY.verify_key.encode()
+    assert text.startswith("ed25519:")
+    assert VerifyKey.decode(text) == KEY.verify_key
+    for bad in (
+        "",
+        "ed25519:",
+        "rsa:AAAA",
+        "ed25519:!!!",
+        "ed25519:" + base64.b64encode(b"x" * 31).decode(),
+    ):
+        with pytest.raises(InvalidInput):
+            VerifyKey.decode(bad)
+
+
+def test_private_key_is_written_0600_and_never_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "k.pem"
+    KEY.save(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert SigningKey.load(path).verify_key == KEY.verify_key
+    with pytest.raises(AlreadyExists):
+        SigningKey.generate().save(path)
+    assert SigningKey.load(path).verify_key == KEY.verify_key
+
+
+def test_group_readable_key_is_refused_with_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "k.pem"
+    KEY.save(path)
+    os.chmod(path, 0o640)
+    with pytest.raises(InsecureKeyFile) as caught:
+        SigningKey.load(path)
+    assert f"chmod 600 {path}" in caught.value.diagnostics()
+
+
+def test_a_file_that_is_not_a_key_is_invalid_input(tmp_path: Path) -> None:
+    path = tmp_path / "k.pem"
+    path.write_bytes(b"not a key")
+    path.chmod(0o600)
+    with pytest.raises(InvalidInput):
+        SigningKey.load(path)
+
+
+def test_repr_never_shows_private_bytes() -> None:
+    assert "PRIVATE" not in repr(KEY)
+    assert KEY.verify_key.encode() in repr(KEY)

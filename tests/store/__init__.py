@@ -1,0 +1,1 @@
+"""Tests of modelpact.store: the contract on every backend, SQLite specifics, artifacts."""

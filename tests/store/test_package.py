@@ -1,0 +1,112 @@
+"""The package's public surface, its records, and what it may not import."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+import pytest
+
+import modelpact.store
+from modelpact.errors import InvalidInput
+from modelpact.store import (
+    ArtifactStore,
+    CharterRecord,
+    LocalArtifactStore,
+    ModelVersionRecord,
+    PartnerRecord,
+    SqlStore,
+    Store,
+    UnitOfWork,
+)
+from modelpact.store.sql import SqlUnitOfWork
+
+MODULES = [
+    "modelpact.store",
+    "modelpact.store._schema",
+    "modelpact.store._sql_errors",
+    "modelpact.store._sql_repositories",
+    "modelpact.store.files",
+    "modelpact.store.interfaces",
+    "modelpact.store.records",
+    "modelpact.store.sql",
+]
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_public_api() -> None:
+    assert modelpact.store.__all__ == [
+        "CHARTER_STATUSES",
+        "PARTNER_STATUSES",
+        "ArtifactStore",
+        "CharterRecord",
+        "CharterRepository",
+        "EventLog",
+        "EventRecord",
+        "LocalArtifactStore",
+        "ModelRecord",
+        "ModelRepository",
+        "ModelVersionRecord",
+        "PartnerRecord",
+        "PartnerRepository",
+        "SqlStore",
+        "Store",
+        "UnitOfWork",
+        "check_artifact_key",
+        "open_store",
+        "redacted_url",
+    ]
+    for name in modelpact.store.__all__:
+        assert hasattr(modelpact.store, name), name
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_every_module_has_a_docstring_and_all(name: str) -> None:
+    module = importlib.import_module(name)
+    assert module.__doc__
+    for exported in module.__all__:
+        assert hasattr(module, exported), f"{name}.{exported}"
+
+
+def test_the_store_knows_nothing_of_the_domain() -> None:
+    forbidden = ["charter", "policy", "runtime", "services", "cli", "api"]
+    code = (
+        "import sys, modelpact.store, modelpact.store.sql, modelpact.store.files\n"
+        f"bad = [m for m in sys.modules if m.split('.')[:2] in "
+        f"[['modelpact', f] for f in {forbidden!r}]]\n"
+        "print(','.join(bad))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == ""
+
+
+def test_records_refuse_unknown_statuses() -> None:
+    with pytest.raises(InvalidInput, match="partner status"):
+        PartnerRecord("acme", "ACME", "ed25519:k", "deleted", NOW, NOW)
+    with pytest.raises(InvalidInput, match="charter status"):
+        CharterRecord("c", 1, "acme", "{}", "sha256:x", "draft", NOW)
+
+
+def test_records_refuse_negative_sizes() -> None:
+    with pytest.raises(InvalidInput):
+        ModelVersionRecord("m", "1", "d", -1, "k", b"", b"", "{}", NOW)
+
+
+def test_records_are_frozen() -> None:
+    record = PartnerRecord("acme", "ACME", "ed25519:k", "active", NOW, NOW)
+    with pytest.raises(AttributeError):
+        record.status = "revoked"  # type: ignore[misc]
+
+
+def test_implementations_satisfy_the_protocols() -> None:
+    # Checked by mypy --strict on the tests: assigning a class to the protocol type.
+    store_type: type[Store] = SqlStore
+    artifact_type: type[ArtifactStore] = LocalArtifactStore
+    work_type: type[UnitOfWork] = SqlUnitOfWork
+    assert work_type is SqlUnitOfWork
+    assert store_type is SqlStore
+    assert artifact_type is LocalArtifactStore
