@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 from pathlib import Path
 
@@ -78,16 +77,6 @@ def test_a_file_that_is_not_a_database_is_unavailable(tmp_path: Path) -> None:
     path = tmp_path / "modelpact.db"
     path.write_bytes(b"this is not an SQLite database, not even close" * 100)
     assert_one_line_unavailable(url_of(path), mentions="not a database")
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
-def test_unwritable_directory_is_unavailable(tmp_path: Path) -> None:
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o500)
-    try:
-        assert_one_line_unavailable(url_of(locked / "modelpact.db"), mentions="locked")
-    finally:
-        locked.chmod(0o700)
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])

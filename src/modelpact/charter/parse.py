@@ -222,7 +222,8 @@ def _scan(root: yaml.MappingNode, source: str) -> tuple[LineMap, list[Finding], 
                     findings.append(_error(source, line, path, message))
                 elif key_node.tag != _STR_TAG:
                     fatal = True
-                    message = f"a field name must be text, not {_name(key) if key else 'a list or mapping'}"
+                    what = _name(key) if key else "a list or mapping"
+                    message = f"a field name must be text, not {what}"
                     findings.append(_error(source, line, path, message))
                     continue
                 elif key == "from_" and path == ("valid",):

@@ -1,0 +1,124 @@
+"""Charter apply and decisions over a real workspace, with time under the test's control."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from modelpact.charter import Action, SignedCharter, to_yaml
+from modelpact.crypto import SigningKey
+from modelpact.errors import AlreadyExists, Expired, InvalidInput, SignatureInvalid, Tampered
+from modelpact.policy import AccessRequest
+from modelpact.services import CharterDesk, Decider, ModelRegistry, PartnerDirectory, Workspace
+from modelpact.store._schema import charters
+from modelpact.store.sql import create_store_engine
+from tests.factories import make_charter
+from tests.services.conftest import START, FixedClock
+
+PARTNER = SigningKey.generate()
+
+
+@pytest.fixture
+def ready(workspace: Workspace, onnx_bytes: bytes) -> Workspace:
+    ModelRegistry(workspace).add("fraud-detector", onnx_bytes, version="1.0.0", source="m.onnx")
+    PartnerDirectory(workspace).enrol("acme", PARTNER.verify_key.encode())
+    return workspace
+
+
+def envelope(ws: Workspace, version: int = 1, **changes: object) -> str:
+    base = make_charter(version=version)
+    document = base.to_document()
+    document["owner"]["key"] = ws.owner_verify_key.encode()
+    document["partner"]["key"] = PARTNER.verify_key.encode()
+    for dotted, value in changes.items():
+        target = document
+        *parents, last = dotted.split("__")
+        for key in parents:
+            target = target[key]
+        target[last] = value
+    charter = type(base).model_validate(document)
+    signed = CharterDesk(ws).sign(to_yaml(charter), source="c.yaml")
+    return signed.countersign(PARTNER).to_json()
+
+
+REQUEST = AccessRequest(
+    partner="acme",
+    charter="northwind-acme",
+    purpose="fraud-screening",
+    action=Action.PREDICT,
+    model="fraud-detector",
+    version="1.0.0",
+    at=START,
+)
+
+
+def test_apply_then_decide(ready: Workspace) -> None:
+    decider = Decider(ready)
+    assert not decider.decide(REQUEST).allowed  # nothing applied: default deny
+    CharterDesk(ready).apply(envelope(ready), source="e.json")
+    assert decider.decide(REQUEST).allowed
+    assert not decider.decide(replace(REQUEST, partner="stranger")).allowed
+
+
+def test_new_version_replaces_the_old_policy(ready: Workspace) -> None:
+    desk, decider = CharterDesk(ready), Decider(ready)
+    desk.apply(envelope(ready), source="e.json")
+    assert decider.decide(REQUEST).allowed
+    applied = desk.apply(envelope(ready, 2, purposes=["research"]), source="e2.json")
+    assert applied.superseded == 1
+    assert not decider.decide(REQUEST).allowed
+    assert decider.decide(replace(REQUEST, purpose="research")).allowed
+    assert [r.status for r in desk.all()] == ["superseded", "active"]
+    with pytest.raises(AlreadyExists):
+        desk.apply(envelope(ready, 2), source="again.json")
+    assert desk.diff("northwind-acme", 1, 2) == (
+        "~ version: 1 -> 2",
+        "~ purposes[0]: fraud-screening -> research",
+    )
+
+
+def test_window_is_enforced_at_apply_and_at_decision(ready: Workspace, clock: FixedClock) -> None:
+    CharterDesk(ready).apply(envelope(ready), source="e.json")
+    clock.advance(days=365)
+    assert not Decider(ready).decide(replace(REQUEST, at=clock())).allowed
+    with pytest.raises(Expired):
+        CharterDesk(ready).apply(envelope(ready, 2), source="late.json")
+
+
+def test_not_yet_valid_charter_is_refused(ready: Workspace, clock: FixedClock) -> None:
+    clock.now = START - timedelta(days=120)
+    with pytest.raises(Expired):
+        CharterDesk(ready).apply(envelope(ready), source="early.json")
+
+
+def test_suspended_partner_cannot_get_a_charter_applied(ready: Workspace) -> None:
+    PartnerDirectory(ready).change_status("acme", "suspend")
+    with pytest.raises(InvalidInput, match="suspended"):
+        CharterDesk(ready).apply(envelope(ready), source="e.json")
+
+
+def test_owner_signature_only_is_refused(ready: Workspace) -> None:
+    charter = SignedCharter.from_json(envelope(ready)).charter
+    owner_only = SignedCharter.sign_by_owner(charter, ready.owner_key()).to_json()
+    with pytest.raises(SignatureInvalid):
+        CharterDesk(ready).apply(owner_only, source="e.json")
+    assert CharterDesk(ready).all() == []
+
+
+def test_a_row_forged_in_the_database_does_not_count(ready: Workspace) -> None:
+    desk = CharterDesk(ready)
+    desk.apply(envelope(ready), source="e.json")
+    record = desk.all()[0]
+    forged = record.envelope.replace('"fraud-screening"', '"anything"')
+    url = ready.config.database_url
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        url = f"sqlite:///{ready.root / url.removeprefix('sqlite:///')}"
+    engine = create_store_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sa.update(charters).values(envelope=forged))
+    engine.dispose()
+    with pytest.raises(Tampered):
+        Decider(ready).decide(replace(REQUEST, purpose="anything"))
