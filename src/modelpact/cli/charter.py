@@ -108,7 +108,7 @@ def list_charters(ctx: typer.Context) -> None:
             str(r.version),
             r.partner_id,
             r.status,
-            r.applied_at.isoformat(),
+            r.applied_at.isoformat(timespec="seconds"),
             r.digest,
         )
     out().print(table if records else "no charters applied")
@@ -126,7 +126,8 @@ def show(
 
     with open_ws(ctx) as ws:
         record, charter = CharterDesk(ws).get(charter_id, version)
-    out().print(f"# {charter.ref} — {record.status}, applied {record.applied_at.isoformat()}")
+    applied = record.applied_at.isoformat(timespec="seconds")
+    out().print(f"# {charter.ref} — {record.status}, applied {applied}")
     out().print(to_yaml(charter), markup=False)
 
 

@@ -71,6 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
+    except ImportError as exc:
+        missing = exc.name or str(exc)
+        print(
+            f"modelpact: error: this command needs the owner's server install ({missing} is "
+            "missing) — run: pip install 'modelpact[server]'",
+            file=sys.stderr,
+        )
+        return 1
     except click.Abort:
         print("modelpact: aborted", file=sys.stderr)
         return 130

@@ -47,7 +47,11 @@ def list_models(ctx: typer.Context) -> None:
         models = ModelRegistry(ws).all()
     table = Table("model", "served version", "created")
     for record in models:
-        table.add_row(record.name, record.served_version or "-", record.created_at.isoformat())
+        table.add_row(
+            record.name,
+            record.served_version or "-",
+            record.created_at.isoformat(timespec="seconds"),
+        )
     out().print(table if models else "no models registered")
 
 
@@ -66,7 +70,7 @@ def show(ctx: typer.Context, name: Annotated[str, typer.Argument()]) -> None:
             served,
             version.digest,
             str(version.size),
-            version.created_at.isoformat(),
+            version.created_at.isoformat(timespec="seconds"),
         )
     out().print(f"model {record.name}")
     out().print(table)
