@@ -37,6 +37,7 @@ def test_public_names() -> None:
             "Protections",
             "Response",
             "Role",
+            "SLUG_PATTERN",
             "SignedCharter",
             "Validity",
             "charter_bytes",

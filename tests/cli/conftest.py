@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -48,12 +49,24 @@ def assert_one_line_error(result: Result, *fragments: str) -> None:
 
 
 def tree_digest(root: Path) -> str:
-    """Everything a command could have changed in a workspace, as one digest."""
+    """Everything a command could have changed in a workspace, as one digest.
+
+    Files are hashed byte for byte, except the SQLite database, whose *contents*
+    are hashed (a dump through SQLite itself, which reads the WAL too): a
+    checkpoint may rewrite its pages without changing a single row.
+    """
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*")):
-        if path.is_file() and not path.name.endswith(("-wal", "-shm")):
-            digest.update(str(path.relative_to(root)).encode())
-            digest.update(path.read_bytes())
+        if not path.is_file() or path.name.startswith("modelpact.db"):
+            continue
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    connection = sqlite3.connect(root / "modelpact.db")
+    try:
+        for line in connection.iterdump():
+            digest.update(line.encode())
+    finally:
+        connection.close()
     return digest.hexdigest()
 
 

@@ -155,7 +155,9 @@ class TestCharterCommands:
         assert_one_line_error(cli("charter", "check", setup.root / "absent.yaml"), "does not exist")
         bad = setup.root / "bad.yaml"
         bad.write_text("charter: [unclosed\n")
-        assert cli("charter", "check", bad).code != 0
+        checked = cli("charter", "check", bad)
+        assert checked.code != 0
+        assert f"{bad}:2: error" in checked.out
         assert_one_line_error(cli("charter", "sign", bad))
         assert_one_line_error(cli("charter", "apply", bad))
 
@@ -254,6 +256,69 @@ def test_same_version_twice_is_refused_and_changes_nothing(cli: Cli, setup: Setu
     before = tree_digest(setup.workspace)
     assert_one_line_error(cli("charter", "apply", envelope), "cannot be applied")
     assert tree_digest(setup.workspace) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("nosuch",), "No such command"),
+        (("model", "add", "x"), "Missing argument"),
+        (("charter", "show", "x", "--version", "abc"), "Invalid value"),
+        (("charter", "diff", "x", "0", "1"), "Invalid value"),
+        (("charter", "show", "x", "--version", str(2**80)), "Invalid value"),
+        (("model", "list", "--bogus"), "No such option"),
+    ],
+)
+def test_usage_errors_are_one_line(cli: Cli, args: tuple[str, ...], fragment: str) -> None:
+    result = cli(*args)
+    assert result.code == 2
+    assert_one_line_error(result, fragment)
+
+
+def test_no_arguments_prints_help(cli: Cli) -> None:
+    result = cli()
+    assert result.code == 2
+    assert "Usage" in result.out
+    assert result.err == ""
+
+
+def test_newlines_in_paths_stay_on_one_line(cli: Cli, tmp_path: Path) -> None:
+    assert_one_line_error(cli("charter", "check", tmp_path / "no\nsuch.yaml"), "does not exist")
+
+
+def test_model_file_that_is_not_a_regular_file(cli: Cli, setup: Setup) -> None:
+    assert_one_line_error(
+        cli("model", "add", "m", "/dev/zero", "--version", "1"), "not a regular file"
+    )
+
+
+def test_markup_in_names_is_printed_as_text(cli: Cli, setup: Setup) -> None:
+    other = SigningKey.generate().verify_key.encode()
+    assert cli("partner", "add", "odd", "--public-key", other, "--name", "[/bold] x").code == 0
+    listed = cli("partner", "list")
+    assert listed.code == 0
+    assert "[/bold] x" in listed.out
+    source = render_charter(
+        setup.root / "c.yaml",
+        owner_key=setup.owner_key,
+        partner_key=setup.partner_key,
+        extra='"[/x]": 1\n',
+    )
+    checked = cli("charter", "check", source)
+    assert checked.code == 1
+    assert "[/x]" in checked.out
+    assert_one_line_error(
+        cli(
+            "partner",
+            "add",
+            "bad",
+            "--public-key",
+            SigningKey.generate().verify_key.encode(),
+            "--name",
+            "two\nlines",
+        ),
+        "printable",
+    )
 
 
 def test_decide_rejects_bad_arguments(cli: Cli, setup: Setup) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import stat
+import subprocess
+import sys
+from pathlib import Path
 
 from tests.cli.conftest import Cli, Setup, signed_charter
 
@@ -111,3 +114,28 @@ def test_model_versions_verify_and_roll_back(cli: Cli, setup: Setup, onnx_model)
     rolled = cli("model", "rollback", "cancer-screen", "--to", "1.0.0")
     assert rolled.code == 0 and "(was 1.1.0)" in rolled.out
     assert "1.0.0" in cli("model", "list").out
+
+
+def test_exported_signature_checks_with_the_standard_tool(
+    cli: Cli, setup: Setup, onnx_model: Path
+) -> None:
+    out = setup.root / "evidence"
+    result = cli("model", "export-signature", "cancer-screen", "--version", "1.0.0", "--out", out)
+    assert result.code == 0, result.err
+    (out / "model" / "model.onnx").write_bytes(onnx_model.read_bytes())
+    command = [
+        sys.executable,
+        "-m",
+        "model_signing",
+        "verify",
+        "key",
+        "--signature",
+        str(out / "model.sig"),
+        "--public_key",
+        str(setup.workspace / "keys" / "model-signing-p256.pub"),
+        str(out / "model"),
+    ]
+    ok = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert ok.returncode == 0, ok.stderr + ok.stdout
+    (out / "model" / "model.onnx").write_bytes(onnx_model.read_bytes() + b"\0")
+    assert subprocess.run(command, capture_output=True, check=False).returncode != 0

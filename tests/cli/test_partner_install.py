@@ -85,6 +85,20 @@ def test_partner_keygen_check_and_countersign_need_no_server(
     assert cli("charter", "apply", envelope).code == 0  # owner accepts it
 
 
+def test_partner_reviews_an_envelope_without_a_workspace(
+    cli: Cli, setup: Setup, tmp_path: Path
+) -> None:
+    source = render_charter(
+        tmp_path / "c.yaml", owner_key=setup.owner_key, partner_key=setup.partner_key
+    )
+    envelope = tmp_path / "c.signed.json"
+    assert cli("charter", "sign", source, "--out", envelope).code == 0
+    shown = partner("charter", "show", "--file", envelope)
+    assert shown.returncode == 0, shown.stderr
+    assert "signed by the owner only; owner signature valid" in shown.stdout
+    assert "diagnostic-research" in shown.stdout
+
+
 def test_owner_commands_say_plainly_that_the_server_extra_is_missing(tmp_path: Path) -> None:
     result = partner("init", tmp_path / "ws")
     assert result.returncode != 0

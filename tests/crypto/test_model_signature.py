@@ -14,9 +14,10 @@ from modelpact.crypto import (
     sign_model,
     verify_model,
 )
-from modelpact.errors import InsecureKeyFile, SignatureInvalid
+from modelpact.errors import InsecureKeyFile, InvalidInput, SignatureInvalid
 
 ARTIFACT = b"\x08\x07" + bytes(range(256)) * 8
+FILES = {"model.onnx": ARTIFACT, "card.json": b'{"description":"d"}'}
 
 
 @pytest.fixture(scope="module")
@@ -26,38 +27,47 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return root / "k.pem", root / "k.pub"
 
 
+def test_scratch_refuses_path_names() -> None:
+    with pytest.raises(InvalidInput), plaintext_scratch({"../x": b""}):
+        pass
+
+
 def test_sign_then_verify(keys: tuple[Path, Path]) -> None:
     private, public = keys
-    with plaintext_scratch(ARTIFACT) as path:
+    with plaintext_scratch(FILES) as path:
         bundle = sign_model(path, private)
         verify_model(path, bundle, public)
 
 
 def test_changed_model_or_bundle_or_key_fails(keys: tuple[Path, Path], tmp_path: Path) -> None:
     private, public = keys
-    with plaintext_scratch(ARTIFACT) as path:
+    with plaintext_scratch(FILES) as path:
         bundle = sign_model(path, private)
-    with plaintext_scratch(ARTIFACT[:-1] + b"\x00") as path, pytest.raises(SignatureInvalid):
+    changed = {**FILES, "model.onnx": ARTIFACT[:-1] + b"\x00"}
+    with plaintext_scratch(changed) as path, pytest.raises(SignatureInvalid, match=r"model\.onnx"):
         verify_model(path, bundle, public)
-    with plaintext_scratch(ARTIFACT) as path, pytest.raises(SignatureInvalid):
+    card = {**FILES, "card.json": b"{}"}
+    with plaintext_scratch(card) as path, pytest.raises(SignatureInvalid, match=r"card\.json"):
+        verify_model(path, bundle, public)
+    with plaintext_scratch(FILES) as path, pytest.raises(SignatureInvalid):
         verify_model(path, bundle.replace(b'"', b"'", 1), public)
     generate_model_signing_key(tmp_path / "o.pem", tmp_path / "o.pub")
-    with plaintext_scratch(ARTIFACT) as path, pytest.raises(SignatureInvalid):
+    with plaintext_scratch(FILES) as path, pytest.raises(SignatureInvalid):
         verify_model(path, bundle, tmp_path / "o.pub")
 
 
 def test_scratch_is_private_and_erased() -> None:
-    with plaintext_scratch(b"secret weights") as path:
-        assert path.stat().st_mode & 0o077 == 0
-        assert path.parent.stat().st_mode & 0o077 == 0
-    assert not path.exists()
-    assert not path.parent.exists()
+    with plaintext_scratch({"model.onnx": b"secret weights"}) as folder:
+        assert (folder / "model.onnx").stat().st_mode & 0o077 == 0
+        assert folder.stat().st_mode & 0o077 == 0
+    assert not folder.exists()
+    assert not folder.parent.exists()
 
 
 def test_loose_private_key_is_refused(keys: tuple[Path, Path], tmp_path: Path) -> None:
     generate_model_signing_key(tmp_path / "l.pem", tmp_path / "l.pub")
     (tmp_path / "l.pem").chmod(0o644)
-    with plaintext_scratch(ARTIFACT) as path, pytest.raises(InsecureKeyFile):
+    with plaintext_scratch(FILES) as path, pytest.raises(InsecureKeyFile):
         sign_model(path, tmp_path / "l.pem")
 
 
@@ -65,9 +75,11 @@ def test_standard_model_signing_cli_accepts_our_bundle(
     keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
     private, public = keys
-    model = tmp_path / "model.onnx"
-    model.write_bytes(ARTIFACT)
-    with plaintext_scratch(ARTIFACT) as path:
+    model = tmp_path / "model"
+    model.mkdir()
+    for name, data in FILES.items():
+        (model / name).write_bytes(data)
+    with plaintext_scratch(FILES) as path:
         bundle = sign_model(path, private)
     (tmp_path / "model.sig").write_bytes(bundle)
     command = [
@@ -84,6 +96,6 @@ def test_standard_model_signing_cli_accepts_our_bundle(
     ]
     ok = subprocess.run(command, capture_output=True, text=True, check=False)
     assert ok.returncode == 0, ok.stderr + ok.stdout
-    model.write_bytes(ARTIFACT + b"!")
+    (model / "card.json").write_bytes(b"{}")
     bad = subprocess.run(command, capture_output=True, text=True, check=False)
     assert bad.returncode != 0

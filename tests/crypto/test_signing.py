@@ -76,3 +76,23 @@ def test_a_file_that_is_not_a_key_is_invalid_input(tmp_path: Path) -> None:
 def test_repr_never_shows_private_bytes() -> None:
     assert "PRIVATE" not in repr(KEY)
     assert KEY.verify_key.encode() in repr(KEY)
+
+
+def test_a_symlinked_key_is_refused(tmp_path: Path) -> None:
+    real = tmp_path / "real.pem"
+    KEY.save(real)
+    (tmp_path / "link.pem").symlink_to(real)
+    with pytest.raises(InsecureKeyFile, match="symbolic link"):
+        SigningKey.load(tmp_path / "link.pem")
+
+
+def test_a_key_owned_by_another_user_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "k.pem"
+    KEY.save(path)
+    if os.geteuid() == 0:
+        os.chown(path, 1, -1)  # as root the test can hand the file to another user
+        expected = "belongs to another user"
+        with pytest.raises(InsecureKeyFile, match=expected):
+            SigningKey.load(path)
+    else:  # an unprivileged user cannot give files away; the uid check still runs
+        assert SigningKey.load(path).verify_key == KEY.verify_key

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelpact.charter import Action
+from modelpact.errors import InvalidInput
 from modelpact.policy import AccessRequest, PolicyEngine, compile_charter
 from tests.factories import FROM, INSIDE, UNTIL, make_charter
 
@@ -177,3 +179,26 @@ def test_version_patterns_match_like_the_grant_says(version: str) -> None:
         engine = PolicyEngine([compile_charter(charter)])
         allowed = engine.decide(replace(GOOD, version=version), partner_status="active").allowed
         assert allowed is charter.grants[0].covers_version(version)
+
+
+def test_sub_second_window_edges_are_exact() -> None:
+    start = datetime(2026, 1, 1, 0, 0, 0, 900_000, tzinfo=UTC)
+    until = datetime(2026, 2, 1, 0, 0, 0, 250_000, tzinfo=UTC)
+    charter = make_charter(valid={"from": start.isoformat(), "until": until.isoformat()})
+    engine = PolicyEngine([compile_charter(charter)])
+    for at in (
+        start - timedelta(microseconds=1),
+        start.replace(microsecond=500_000),
+        until,
+        until + timedelta(microseconds=1),
+    ):
+        assert not engine.decide(replace(GOOD, at=at), partner_status="active").allowed, at
+        assert not charter.valid.contains(at)
+    for at in (start, until - timedelta(microseconds=1)):
+        assert engine.decide(replace(GOOD, at=at), partner_status="active").allowed, at
+        assert charter.valid.contains(at)
+
+
+def test_a_request_without_a_time_zone_is_refused() -> None:
+    with pytest.raises(InvalidInput):
+        replace(GOOD, at=datetime(2026, 3, 1, 12))

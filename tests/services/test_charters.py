@@ -106,6 +106,7 @@ def test_owner_signature_only_is_refused(ready: Workspace) -> None:
     with pytest.raises(SignatureInvalid):
         CharterDesk(ready).apply(owner_only, source="e.json")
     assert CharterDesk(ready).all() == []
+    assert not Decider(ready).decide(REQUEST).allowed
 
 
 def test_a_row_forged_in_the_database_does_not_count(ready: Workspace) -> None:
@@ -122,3 +123,33 @@ def test_a_row_forged_in_the_database_does_not_count(ready: Workspace) -> None:
     engine.dispose()
     with pytest.raises(Tampered):
         Decider(ready).decide(replace(REQUEST, purpose="anything"))
+
+
+def test_an_older_envelope_copied_into_the_newer_row_does_not_count(ready: Workspace) -> None:
+    desk = CharterDesk(ready)
+    desk.apply(envelope(ready), source="e1.json")
+    desk.apply(envelope(ready, 2, purposes=["research"]), source="e2.json")
+    first = desk.get("northwind-acme", 1)[0]
+    url = ready.config.database_url
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        url = f"sqlite:///{ready.root / url.removeprefix('sqlite:///')}"
+    engine = create_store_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.update(charters)
+            .where(charters.c.version == 2)
+            .values(envelope=first.envelope, digest=first.digest)
+        )
+    engine.dispose()
+    with pytest.raises(Tampered, match="northwind-acme@v2 does not match its record"):
+        Decider(ready).decide(REQUEST)
+
+
+def test_two_active_versions_are_refused(ready: Workspace) -> None:
+    desk = CharterDesk(ready)
+    desk.apply(envelope(ready), source="e1.json")
+    desk.apply(envelope(ready, 2), source="e2.json")
+    with ready.store.unit_of_work() as uow:
+        uow.charters.set_status("northwind-acme", 1, "active")
+    with pytest.raises(Tampered, match="two versions"):
+        Decider(ready).decide(REQUEST)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -35,7 +36,7 @@ def test_sklearn_estimator_is_registered_and_served(workspace: Workspace) -> Non
     registry = ModelRegistry(workspace)
     card = load_card("description: test model\nmetrics: {accuracy: 0.95}\n", source="card")
     done = registry.add_sklearn("cancer", estimator, version="1.0.0", card=card)
-    assert done.served
+    assert done.summary.inputs[0].shape == (None, 30)
     assert registry.served("cancer") == "1.0.0"
     assert json.loads(registry.get_version("cancer", "1.0.0").card)["metrics"] == {"accuracy": 0.95}
     # The decrypted artifact predicts exactly what the estimator does.
@@ -94,11 +95,21 @@ def test_verify_names_a_changed_signature_bundle(workspace: Workspace, onnx_byte
     registry = ModelRegistry(workspace)
     registry.add("m", onnx_bytes, version="1", source="m.onnx")
     bundle = json.loads(registry.get_version("m", "1").signature_bundle)
-    bundle["dsseEnvelope"]["signatures"][0]["sig"] = bundle["dsseEnvelope"]["signatures"][0]["sig"][
-        ::-1
-    ]
+    # A valid-looking signature with one bit flipped: parses, then fails to verify.
+    signature = bytearray(base64.b64decode(bundle["dsseEnvelope"]["signatures"][0]["sig"]))
+    signature[-1] ^= 0x01
+    bundle["dsseEnvelope"]["signatures"][0]["sig"] = base64.b64encode(signature).decode()
     _update(workspace, "1", signature_bundle=json.dumps(bundle).encode())
-    with pytest.raises(SignatureInvalid, match="signature bundle of m 1"):
+    with pytest.raises(SignatureInvalid, match="does not verify under the key"):
+        registry.verify("m", "1")
+
+
+def test_verify_names_a_changed_card(workspace: Workspace, onnx_bytes: bytes) -> None:
+    registry = ModelRegistry(workspace)
+    card = load_card("description: honest card\n", source="card")
+    registry.add("m", onnx_bytes, version="1", source="m.onnx", card=card)
+    _update(workspace, "1", card=json.dumps({"description": "rewritten card"}))
+    with pytest.raises(SignatureInvalid, match=r"card\.json"):
         registry.verify("m", "1")
 
 

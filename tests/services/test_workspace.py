@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from modelpact.errors import AlreadyExists, InsecureKeyFile, InvalidInput, NotFound
+from modelpact.errors import AlreadyExists, InsecureKeyFile, InvalidInput, NotFound, Tampered
 from modelpact.services import Workspace, WorkspaceConfig, init_workspace, open_workspace
 
 
@@ -53,3 +53,38 @@ def test_config_rejects_unknown_or_bad_values(text: str) -> None:
 def test_config_round_trips() -> None:
     config = WorkspaceConfig(name="northwind", database_url="postgresql+psycopg://h/db")
     assert WorkspaceConfig.from_toml(config.to_toml(), source="t") == config
+
+
+def test_a_database_holding_another_workspace_is_refused(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    from modelpact.crypto import SigningKey
+    from modelpact.services import PartnerDirectory
+
+    PartnerDirectory(workspace).enrol("acme", SigningKey.generate().verify_key.encode())
+    url = workspace.config.database_url
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        url = f"sqlite:///{workspace.root / url.removeprefix('sqlite:///')}"
+    with pytest.raises(InvalidInput, match="already holds"):
+        init_workspace(tmp_path / "second", database_url=url)
+    assert not (tmp_path / "second").exists()
+
+
+def test_a_replaced_public_key_file_is_caught(workspace: Workspace) -> None:
+    from modelpact.crypto import SigningKey
+
+    pub = workspace.root / "keys" / "owner-ed25519.pub"
+    pub.write_text(SigningKey.generate().verify_key.encode() + "\n")
+    with pytest.raises(Tampered, match="does not match"):
+        open_workspace(workspace.root)
+
+
+def test_an_open_workspace_folder_is_refused(workspace: Workspace) -> None:
+    workspace.root.chmod(0o755)
+    with pytest.raises(InsecureKeyFile, match="open to group or others") as caught:
+        open_workspace(workspace.root)
+    assert f"chmod 700 {workspace.root}" in caught.value.diagnostics()
+
+
+def test_config_is_private(workspace: Workspace) -> None:
+    assert (workspace.root / "modelpact.toml").stat().st_mode & 0o077 == 0

@@ -18,6 +18,7 @@ from modelpact.charter.diff import diff_charters, diff_documents
 from modelpact.charter.findings import CharterReport, FieldPath, Finding, LineMap, format_path
 from modelpact.charter.lint import RULES, Concern, LintRule, lint_charter
 from modelpact.charter.model import (
+    SLUG_PATTERN,
     Action,
     Charter,
     ExitTerms,
@@ -47,6 +48,7 @@ __all__ = [
     "MAX_CHARTER_BYTES",
     "RULES",
     "SIGNED_CHARTER_FORMAT",
+    "SLUG_PATTERN",
     "Action",
     "Charter",
     "CharterReport",

@@ -27,6 +27,7 @@ from modelpact.crypto import VerifyKey
 from modelpact.errors import InvalidInput
 
 __all__ = [
+    "SLUG_PATTERN",
     "Action",
     "Charter",
     "ExitTerms",
@@ -45,7 +46,8 @@ __all__ = [
 ]
 
 #: Identifiers of charters, partners, models and purposes: lower-case slugs.
-Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
 #: A model version pattern: an exact version (``1.2.0``), a prefix (``1.*``) or ``*``.
 VersionPattern = Annotated[
     str, StringConstraints(pattern=r"^(\*|[0-9A-Za-z][0-9A-Za-z.+-]{0,62}(\.\*)?)$")

@@ -9,9 +9,12 @@ import typer
 from rich.table import Table
 
 from modelpact.cli.terminal import open_ws, out, read_text, write_text_atomic
-from modelpact.errors import CharterInvalid
+from modelpact.errors import CharterInvalid, InvalidInput
 
 __all__ = ["app"]
+
+#: Charter versions are positive and fit the canonical JSON number range (2^53 - 1).
+VERSION: dict[str, int] = {"min": 1, "max": 2**53 - 1}
 
 app = typer.Typer(
     help="Charters: the agreement as code, signed by both parties.", no_args_is_help=True
@@ -73,7 +76,7 @@ def countersign(
     from modelpact.charter import SignedCharter
     from modelpact.crypto import SigningKey
 
-    signed = SignedCharter.from_json(read_text(file, what="signed charter"))
+    signed = SignedCharter.from_json(read_text(file, what="signed charter"), source=str(file))
     both = signed.countersign(SigningKey.load(key))
     write_text_atomic(out_path or file, both.to_json())
     out().print(f"countersigned {both.charter.ref} ({both.digest}) -> {out_path or file}")
@@ -117,26 +120,47 @@ def list_charters(ctx: typer.Context) -> None:
 @app.command("show")
 def show(
     ctx: typer.Context,
-    charter_id: Annotated[str, typer.Argument(metavar="CHARTER")],
-    version: Annotated[int | None, typer.Option(help="Version (default: latest).")] = None,
+    charter_id: Annotated[
+        str | None, typer.Argument(metavar="[CHARTER]", help="An applied charter (owner).")
+    ] = None,
+    version: Annotated[
+        int | None, typer.Option(help="Version (default: latest).", **VERSION)
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", help="A signed envelope to review (partner, no workspace)."),
+    ] = None,
 ) -> None:
-    """Print an applied charter as YAML."""
-    from modelpact.charter import to_yaml
+    """Print a charter as YAML: an applied one, or the one inside a signed envelope."""
+    from modelpact.charter import SignedCharter, to_yaml
+
+    console = out()
+    if file is not None:
+        if charter_id is not None:
+            raise InvalidInput("give either CHARTER or --file, not both")
+        signed = SignedCharter.from_json(read_text(file, what="signed charter"), source=str(file))
+        signed.verify_owner()
+        state = "countersigned" if signed.is_countersigned else "signed by the owner only"
+        console.print(f"# {signed.charter.ref} — {state}; owner signature valid; {signed.digest}")
+        console.print(to_yaml(signed.charter))
+        return
+    if charter_id is None:
+        raise InvalidInput("give CHARTER (an applied charter) or --file SIGNED.json")
     from modelpact.services import CharterDesk
 
     with open_ws(ctx) as ws:
         record, charter = CharterDesk(ws).get(charter_id, version)
     applied = record.applied_at.isoformat(timespec="seconds")
-    out().print(f"# {charter.ref} — {record.status}, applied {applied}")
-    out().print(to_yaml(charter), markup=False)
+    console.print(f"# {charter.ref} — {record.status}, applied {applied}")
+    console.print(to_yaml(charter))
 
 
 @app.command("diff")
 def diff(
     ctx: typer.Context,
     charter_id: Annotated[str, typer.Argument(metavar="CHARTER")],
-    old: Annotated[int, typer.Argument(help="Older version.")],
-    new: Annotated[int, typer.Argument(help="Newer version.")],
+    old: Annotated[int, typer.Argument(help="Older version.", **VERSION)],
+    new: Annotated[int, typer.Argument(help="Newer version.", **VERSION)],
 ) -> None:
     """Show what changed between two applied versions."""
     from modelpact.services import CharterDesk
@@ -145,4 +169,4 @@ def diff(
         lines = CharterDesk(ws).diff(charter_id, old, new)
     console = out()
     for line in lines or ("no differences",):
-        console.print(line, markup=False)
+        console.print(line)

@@ -13,7 +13,6 @@ import os
 import sys
 from typing import Annotated
 
-import click
 import typer
 
 from modelpact import __version__
@@ -59,38 +58,48 @@ def _root(
     ctx.obj = {"workspace": workspace_dir}
 
 
+def _one_line(text: str) -> str:
+    """Escape newlines and other control characters, so an error stays on one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"modelpact: error: {_one_line(message)}", file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return its exit code.  Never lets a traceback reach the user."""
     try:
         app(args=argv, prog_name="modelpact", standalone_mode=False)
     except ModelpactError as exc:
-        print(f"modelpact: error: {exc.diagnostics()}", file=sys.stderr)
-        return 1
-    except click.exceptions.Exit as exc:
+        return _fail(exc.diagnostics(), 1)
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except ImportError as exc:
-        missing = exc.name or str(exc)
-        print(
-            f"modelpact: error: this command needs the owner's server install ({missing} is "
-            "missing) — run: pip install 'modelpact[server]'",
-            file=sys.stderr,
-        )
-        return 1
-    except click.Abort:
+    except typer.TyperException as exc:  # usage: unknown command, missing or bad argument
+        message = exc.format_message()
+        if "\n" in message.strip():  # no arguments at all: the message is the help page
+            print(message)
+            return 2
+        return _fail(f"{message} — see 'modelpact --help'", 2)
+    except (typer.Abort, KeyboardInterrupt):
         print("modelpact: aborted", file=sys.stderr)
         return 130
+    except ImportError as exc:
+        missing = exc.name or str(exc)
+        return _fail(
+            f"this command needs the owner's server install ({missing} is missing) "
+            "— run: pip install 'modelpact[server]'",
+            1,
+        )
     except Exception as exc:
         if os.environ.get("MODELPACT_DEBUG"):
             raise
-        print(
-            f"modelpact: internal error ({type(exc).__name__}): {exc} "
-            "— this is a bug; rerun with MODELPACT_DEBUG=1 for details",
-            file=sys.stderr,
+        return _fail(
+            f"internal error ({type(exc).__name__}): {exc} — this is a bug; "
+            "rerun with MODELPACT_DEBUG=1 for details",
+            70,
         )
-        return 70
     return 0
 
 

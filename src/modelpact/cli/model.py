@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from modelpact.cli.terminal import open_ws, out, read_text, write_text_atomic
+from modelpact.errors import InvalidInput
 
 __all__ = ["app"]
 
@@ -25,6 +26,7 @@ def add(
 ) -> None:
     """Check, sign, encrypt and register one model version; it becomes the served one."""
     from modelpact.runtime import load_card
+    from modelpact.runtime.untrusted import quote_untrusted
     from modelpact.services import ModelRegistry
 
     model_card = load_card(read_text(card, what="model card"), source=str(card)) if card else None
@@ -32,9 +34,10 @@ def add(
         done = ModelRegistry(ws).add_file(name, file, version=version, card=model_card)
     console = out()
     console.print(f"registered {done.model} {done.version} ({done.size} bytes, {done.digest})")
-    if done.summary is not None:
-        inputs = ", ".join(f"{t.name}{list(t.shape or ())}" for t in done.summary.inputs)
-        console.print(f"inputs: {inputs}; operators: {', '.join(done.summary.op_types)}")
+    inputs = ", ".join(
+        f"{quote_untrusted(t.name)}{list(t.shape or ())}" for t in done.summary.inputs
+    )
+    console.print(f"inputs: {inputs}; operators: {', '.join(done.summary.op_types)}")
     console.print("signed (OpenSSF model-signing) and encrypted at rest (AES-256-GCM)")
 
 
@@ -112,16 +115,25 @@ def export_signature(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument()],
     version: Annotated[str, typer.Option()],
-    out_path: Annotated[Path, typer.Option("--out", help="Where to write the bundle.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="New folder for bundle and card.")],
 ) -> None:
-    """Write a version's model-signing bundle, for `model_signing verify key`."""
+    """Write a version's model-signing bundle and signed card, for `model_signing verify key`."""
+    from modelpact.crypto import CARD_NAME
     from modelpact.services import ModelRegistry
 
     with open_ws(ctx) as ws:
         record = ModelRegistry(ws).get_version(name, version)
         public = ws.model_signing_public_path
-    write_text_atomic(out_path, record.signature_bundle.decode("utf-8"))
-    out().print(f"wrote {out_path}; verify a copy of the model with:")
-    out().print(
-        f"  model_signing verify key --signature {out_path} --public_key {public} model.onnx"
+    try:
+        (out_dir / "model").mkdir(parents=True)
+    except OSError as exc:
+        raise InvalidInput(f"cannot create {out_dir}/model: {exc.strerror}") from None
+    write_text_atomic(out_dir / "model.sig", record.signature_bundle.decode("utf-8"))
+    write_text_atomic(out_dir / "model" / CARD_NAME, record.card)
+    console = out()
+    console.print(f"wrote {out_dir}/model.sig and {out_dir}/model/{CARD_NAME}")
+    console.print(f"put the copy to check at {out_dir}/model/model.onnx, then run:")
+    console.print(
+        f"  model_signing verify key --signature {out_dir}/model.sig --public_key {public} "
+        f"{out_dir}/model"
     )

@@ -56,7 +56,7 @@ def decide(
         f"for {purpose} under {charter}"
     )
     for reason in decision.reasons:
-        console.print(f"  because {reason}", markup=False)
+        console.print(f"  because {reason}")
 
 
 def _instant(text: str) -> datetime:

@@ -24,9 +24,16 @@ MAX_DOCUMENT = 1 << 20
 def out() -> Console:
     """A console on the current stdout (looked up per call, so captured output works).
 
-    Piped output gets a wide page, so tables keep whole ids and digests for scripts.
+    Markup is off: names, paths and findings come from files others wrote, and a
+    ``[`` in them must print as itself.  Piped output gets a wide page, so tables
+    keep whole ids and digests for scripts.
     """
-    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+    return Console(
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+        width=None if sys.stdout.isatty() else 200,
+    )
 
 
 def read_text(path: Path, *, what: str = "file", limit: int = MAX_DOCUMENT) -> str:

@@ -10,16 +10,17 @@ this):
   :class:`DataKey` s, both AES-256-GCM with associated data;
 - model signatures in the OpenSSF model-signing format: :func:`sign_model`,
   :func:`verify_model`, :func:`generate_model_signing_key`;
-- digests and comparison: :func:`sha256_hex`, :func:`sha256_file`,
-  :func:`constant_time_equal`;
+- digests and comparison: :func:`sha256_hex`, :func:`constant_time_equal`;
 - private files: :func:`write_private_file`, :func:`check_private_file`.
 """
 
-from modelpact.crypto.digests import constant_time_equal, sha256_file, sha256_hex
+from modelpact.crypto.digests import constant_time_equal, sha256_hex
 from modelpact.crypto.files import check_private_file, read_private_file, write_private_file
 from modelpact.crypto.model_signature import (
     ARTIFACT_NAME,
+    CARD_NAME,
     generate_model_signing_key,
+    model_signing_public_pem,
     plaintext_scratch,
     sign_model,
     verify_model,
@@ -29,6 +30,7 @@ from modelpact.crypto.signing import SigningKey, VerifyKey, canonical_digest, ca
 
 __all__ = [
     "ARTIFACT_NAME",
+    "CARD_NAME",
     "DataKey",
     "KeyEncryptionKey",
     "SigningKey",
@@ -38,9 +40,9 @@ __all__ = [
     "check_private_file",
     "constant_time_equal",
     "generate_model_signing_key",
+    "model_signing_public_pem",
     "plaintext_scratch",
     "read_private_file",
-    "sha256_file",
     "sha256_hex",
     "sign_model",
     "verify_model",

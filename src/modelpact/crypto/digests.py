@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from pathlib import Path
 
-__all__ = ["constant_time_equal", "sha256_file", "sha256_hex"]
+__all__ = ["constant_time_equal", "sha256_hex"]
 
 
 def sha256_hex(data: bytes) -> str:
     """Lower-case hex SHA-256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    """Lower-case hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def constant_time_equal(a: bytes | str, b: bytes | str) -> bool:

@@ -78,9 +78,6 @@ class VerifyKey:
         except InvalidSignature:
             raise SignatureInvalid(f"signature does not verify under {self.encode()}") from None
 
-    def verify_canonical(self, signature: bytes, value: Any) -> None:
-        self.verify(signature, canonical_json(value))
-
     def __eq__(self, other: object) -> bool:
         return isinstance(other, VerifyKey) and self.raw() == other.raw()
 
@@ -130,10 +127,6 @@ class SigningKey:
 
     def sign(self, data: bytes) -> bytes:
         return self._key.sign(data)
-
-    def sign_canonical(self, value: Any) -> bytes:
-        """Sign the RFC 8785 canonical JSON of ``value``."""
-        return self.sign(canonical_json(value))
 
     def __repr__(self) -> str:
         return f"SigningKey(public={self.verify_key.encode()!r})"

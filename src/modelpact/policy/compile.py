@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import cedarpy
 
@@ -24,8 +25,15 @@ from modelpact.charter.model import Charter
 from modelpact.errors import CharterInvalid
 from modelpact.policy.schema import schema
 
-__all__ = ["PARTNER_STATUS_POLICY", "CompiledCharter", "compile_charter", "validate_policies"]
+__all__ = [
+    "PARTNER_STATUS_POLICY",
+    "CompiledCharter",
+    "compile_charter",
+    "epoch_micros",
+    "validate_policies",
+]
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SAFE = re.compile(r"^[A-Za-z0-9@.*+_:-]{1,128}$")
 
 PARTNER_STATUS_ID = "partner-not-active"
@@ -35,6 +43,11 @@ PARTNER_STATUS_POLICY = (
     'unless { principal.status == "active" };\n'
 )
 PARTNER_STATUS_REASON = "the partner is suspended or revoked"
+
+
+def epoch_micros(instant: datetime) -> int:
+    """Microseconds since the Unix epoch, exactly (no float rounding, no truncation)."""
+    return (instant - _EPOCH) // timedelta(microseconds=1)
 
 
 def _lit(value: str) -> str:
@@ -77,11 +90,10 @@ def compile_charter(charter: Charter) -> CompiledCharter:
             f"grant {index} of {ref} allows {verbs} on {grant.model} versions {grant.versions}"
         )
 
-    start = int(charter.valid.from_.timestamp())
-    window = f"context.now < {start}"
+    window = f"context.now < {epoch_micros(charter.valid.from_)}"
     until_text = "with no end"
     if charter.valid.until is not None:
-        window += f" || context.now >= {int(charter.valid.until.timestamp())}"
+        window += f" || context.now >= {epoch_micros(charter.valid.until)}"
         until_text = f"until {charter.valid.until.isoformat()}"
     pid = f"{ref}/window"
     parts.append(

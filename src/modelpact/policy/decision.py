@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from modelpact.charter.model import Action
+from modelpact.errors import InvalidInput
 
 __all__ = ["AccessRequest", "Decision"]
 
@@ -21,6 +22,10 @@ class AccessRequest:
     model: str
     version: str
     at: datetime
+
+    def __post_init__(self) -> None:
+        if self.at.tzinfo is None or self.at.utcoffset() is None:
+            raise InvalidInput("a request time must carry its time zone")
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from modelpact.policy.compile import (
     PARTNER_STATUS_POLICY,
     PARTNER_STATUS_REASON,
     CompiledCharter,
+    epoch_micros,
 )
 from modelpact.policy.decision import AccessRequest, Decision
 
@@ -50,10 +51,6 @@ class PolicyEngine:
         }
         self._entity_cache: dict[tuple[str, str, str, str], cedarpy.Entities] = {}
 
-    @property
-    def charter_ids(self) -> tuple[str, ...]:
-        return tuple(sorted(self._charters))
-
     def decide(self, request: AccessRequest, *, partner_status: str) -> Decision:
         """Allow or deny ``request`` for a partner currently in ``partner_status``."""
         result = cedarpy.is_authorized(
@@ -90,7 +87,7 @@ class PolicyEngine:
             "context": {
                 "charter": request.charter,
                 "purpose": request.purpose,
-                "now": int(request.at.timestamp()),
+                "now": epoch_micros(request.at),
             },
         }
 

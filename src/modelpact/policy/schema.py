@@ -2,7 +2,7 @@
 
 Principals are partners, resources are model versions, the context names the
 charter and purpose the request is bound to and the time of the request (Unix
-seconds, so the window check is plain integer comparison).
+microseconds, so the window check is exact integer comparison).
 """
 
 from __future__ import annotations

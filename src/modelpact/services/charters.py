@@ -31,7 +31,6 @@ from modelpact.errors import (
 )
 from modelpact.policy import CompiledCharter, compile_charter
 from modelpact.services.events import record_event
-from modelpact.services.partners import PartnerDirectory
 from modelpact.services.workspace import Workspace
 from modelpact.store import CharterRecord, UnitOfWork
 
@@ -72,7 +71,7 @@ class CharterDesk:
 
     def apply(self, envelope_text: str, *, source: str, actor: str = "owner") -> AppliedCharter:
         ws = self._ws
-        signed = SignedCharter.from_json(envelope_text)
+        signed = SignedCharter.from_json(envelope_text, source=source)
         charter = signed.charter
         if charter.owner.verify_key != ws.owner_verify_key:
             raise SignatureInvalid(
@@ -80,22 +79,30 @@ class CharterDesk:
                 hint="sign it in this workspace with 'modelpact charter sign'",
             )
         signed.verify_complete()
-        partner = PartnerDirectory(ws).require(charter.partner.id)
-        if not constant_time_equal(partner.public_key, charter.partner.key):
-            raise SignatureInvalid(
-                f"{charter.ref} names a key for {partner.id} that is not the enrolled one",
-                hint="the partner must countersign with the key the owner enrolled",
-            )
-        if partner.status != "active":
-            raise InvalidInput(f"partner {partner.id} is {partner.status}; resume it first")
         now = ws.clock()
         if not charter.valid.contains(now):
             raise Expired(
-                f"{charter.ref} is not valid now ({now.isoformat()})",
+                f"{charter.ref} is not valid now ({now.isoformat(timespec='seconds')})",
                 hint="its validity window is closed or not yet open",
             )
         compiled = compile_charter(charter)
+        # Partner, models and the previous version are read in the transaction that writes,
+        # so a partner suspended or re-keyed meanwhile cannot slip through.
         with ws.store.unit_of_work() as uow:
+            try:
+                partner = uow.partners.get(charter.partner.id)
+            except NotFound:
+                raise NotFound(
+                    f"no partner named {charter.partner.id}",
+                    hint="enrol it with 'modelpact partner add ID --public-key KEY'",
+                ) from None
+            if not constant_time_equal(partner.public_key, charter.partner.key):
+                raise SignatureInvalid(
+                    f"{charter.ref} names a key for {partner.id} that is not the enrolled one",
+                    hint="the partner must countersign with the key the owner enrolled",
+                )
+            if partner.status != "active":
+                raise InvalidInput(f"partner {partner.id} is {partner.status}; resume it first")
             for grant in charter.grants:
                 try:
                     uow.models.get_model(grant.model)
@@ -160,24 +167,37 @@ class CharterDesk:
         return record, self._trusted(record)
 
     def _trusted(self, record: CharterRecord) -> Charter:
-        """Re-check a stored charter: a row written behind the owner's back must not count."""
-        signed = SignedCharter.from_json(record.envelope)
+        """Re-check a stored charter: a row written behind the owner's back must not count.
+
+        Both signatures, this workspace's owner key, the digest, and the row's own
+        id, version and partner must all agree with the signed envelope it holds, so
+        an old envelope copied into a newer row is caught too.
+        """
+        signed = SignedCharter.from_json(record.envelope, source="stored charter")
         signed.verify_complete()
         charter = signed.charter
-        if charter.owner.verify_key != self._ws.owner_verify_key or not constant_time_equal(
-            charter_digest(charter), record.digest
+        if (
+            charter.owner.verify_key != self._ws.owner_verify_key
+            or not constant_time_equal(charter_digest(charter), record.digest)
+            or (charter.charter, charter.version, charter.partner.id)
+            != (record.charter_id, record.version, record.partner_id)
         ):
-            raise Tampered(f"stored charter {charter.ref} does not match its record")
+            raise Tampered(
+                f"stored charter {record.charter_id}@v{record.version} does not match its record",
+                hint="the database was changed outside modelpact; restore it from a backup",
+            )
         return charter
 
     def diff(self, charter_id: str, old: int, new: int) -> tuple[str, ...]:
         return diff_charters(self.get(charter_id, old)[1], self.get(charter_id, new)[1])
 
-    def active(self) -> list[tuple[CharterRecord, CompiledCharter]]:
-        """Every active charter, compiled (the policy engine's input)."""
-        result = []
-        for record in self.all():
-            if record.status != "active":
-                continue
-            result.append((record, compile_charter(self._trusted(record))))
-        return result
+    def compile_active(self, records: list[CharterRecord]) -> list[CompiledCharter]:
+        """Compile the active ``records`` (the policy engine's input), re-checking each."""
+        active = [r for r in records if r.status == "active"]
+        ids = [r.charter_id for r in active]
+        if len(ids) != len(set(ids)):
+            raise Tampered(
+                "two versions of one charter are active",
+                hint="the database was changed outside modelpact; restore it from a backup",
+            )
+        return [compile_charter(self._trusted(record)) for record in active]

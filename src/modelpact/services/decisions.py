@@ -19,11 +19,13 @@ class Decider:
         self._engine = PolicyEngine()
 
     def engine(self) -> PolicyEngine:
+        """The engine for the charters active now; a stored charter that fails its checks
+        raises :class:`~modelpact.errors.Tampered` and stops every decision (fail closed)."""
         desk = CharterDesk(self._ws)
         records = [r for r in desk.all() if r.status == "active"]
         key = tuple(sorted((r.charter_id, r.version, r.digest) for r in records))
         if key != self._key:
-            self._engine = PolicyEngine(compiled for _, compiled in desk.active())
+            self._engine = PolicyEngine(desk.compile_active(records))
             self._key = key
         return self._engine
 

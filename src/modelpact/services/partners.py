@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from modelpact.charter import SLUG_PATTERN
 from modelpact.crypto import VerifyKey
 from modelpact.errors import AlreadyExists, InvalidInput, NotFound
 from modelpact.services.events import record_event
@@ -12,7 +13,8 @@ from modelpact.store import PartnerRecord
 
 __all__ = ["PartnerDirectory"]
 
-_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_ID = re.compile(SLUG_PATTERN)
+_MAX_NAME = 200
 _TRANSITIONS = {
     "suspend": ({"active"}, "suspended"),
     "resume": ({"suspended"}, "active"),
@@ -31,6 +33,12 @@ class PartnerDirectory:
     ) -> PartnerRecord:
         if not _ID.match(partner_id):
             raise InvalidInput(f"partner id {partner_id!r} is not a lower-case slug")
+        display = partner_id if name is None else name.strip()
+        if not display or len(display) > _MAX_NAME or not display.isprintable():
+            raise InvalidInput(
+                f"partner name must be 1 to {_MAX_NAME} printable characters",
+                hint="no control characters or line breaks",
+            )
         key = VerifyKey.decode(public_key.strip())
         if key == self._ws.owner_verify_key:
             raise InvalidInput("that is the owner's own key, not a partner's")
@@ -38,7 +46,7 @@ class PartnerDirectory:
         now = ws.clock()
         record = PartnerRecord(
             id=partner_id,
-            name=name or partner_id,
+            name=display,
             public_key=key.encode(),
             status="active",
             created_at=now,

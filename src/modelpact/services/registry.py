@@ -8,12 +8,18 @@ the workspace's key-encryption key.  Rollback only moves the served pointer.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modelpact.charter import SLUG_PATTERN
 from modelpact.crypto import (
+    ARTIFACT_NAME,
+    CARD_NAME,
     DataKey,
     constant_time_equal,
     plaintext_scratch,
@@ -24,19 +30,28 @@ from modelpact.crypto import (
 from modelpact.errors import (
     AlreadyExists,
     InvalidInput,
+    ModelpactError,
     NotFound,
     SignatureInvalid,
-    StorageUnavailable,
     Tampered,
 )
-from modelpact.runtime import ModelCard, ModelSummary, Predictor, card_to_json, export_sklearn
+from modelpact.runtime import (
+    DEFAULT_LIMITS,
+    ModelCard,
+    ModelSummary,
+    Predictor,
+    card_to_json,
+    export_sklearn,
+)
 from modelpact.services.events import record_event
 from modelpact.services.workspace import Workspace
 from modelpact.store import ModelRecord, ModelVersionRecord
 
 __all__ = ["ModelRegistry", "RegisteredVersion", "VerifiedVersion"]
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_NAME = re.compile(SLUG_PATTERN)
+#: The card of a version registered without one; signed like any other.
+NO_CARD = "{}"
 _VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+-]{0,62}$")
 
 
@@ -46,8 +61,7 @@ class RegisteredVersion:
     version: str
     digest: str
     size: int
-    served: bool
-    summary: ModelSummary | None = None
+    summary: ModelSummary
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +80,11 @@ def _associated_data(model: str, version: str) -> bytes:
 
 def _artifact_key(model: str, version: str) -> str:
     return f"models/{model}/{version}/artifact.enc"
+
+
+def _signed_files(onnx: bytes, card: str) -> dict[str, bytes]:
+    """What the model-signing bundle covers: the model and its card."""
+    return {ARTIFACT_NAME: onnx, CARD_NAME: card.encode("utf-8")}
 
 
 def _check_names(model: str, version: str) -> None:
@@ -110,13 +129,19 @@ class ModelRegistry:
                     f"{model} {version} is already registered",
                     hint="versions are immutable; register a new version number",
                 )
-        with plaintext_scratch(data) as path:
-            bundle = sign_model(path, ws.model_signing_key_path)
+        key = _artifact_key(model, version)
+        if ws.artifacts.exists(key):
+            raise AlreadyExists(
+                f"an artifact file for {model} {version} exists without a registry record",
+                hint=f"an earlier registration was interrupted; remove artifacts/{key} and retry",
+            )
+        card_json = card_to_json(card) if card else NO_CARD
+        with plaintext_scratch(_signed_files(data, card_json)) as folder:
+            bundle = sign_model(folder, ws.model_signing_key_path)
         ad = _associated_data(model, version)
         data_key = DataKey.generate()
         sealed = data_key.seal(data, ad)
         wrapped = ws.kek().wrap(data_key, ad)
-        key = _artifact_key(model, version)
         digest = "sha256:" + sha256_hex(data)
         ws.artifacts.put(key, sealed)
         try:
@@ -130,7 +155,7 @@ class ModelRegistry:
                         artifact_key=key,
                         wrapped_key=wrapped,
                         signature_bundle=bundle,
-                        card=card_to_json(card) if card else "{}",
+                        card=card_json,
                         created_at=ws.clock(),
                     ),
                     serve=True,
@@ -145,19 +170,26 @@ class ModelRegistry:
                     size=len(data),
                 )
         except BaseException:
-            ws.artifacts.delete(key)
+            with contextlib.suppress(ModelpactError, OSError):  # keep the first error
+                ws.artifacts.delete(key)
             raise
-        return RegisteredVersion(model, version, digest, len(data), True, summary)
+        return RegisteredVersion(model, version, digest, len(data), summary)
 
     def add_file(
         self, model: str, path: Path, *, version: str, card: ModelCard | None = None
     ) -> RegisteredVersion:
+        limit = DEFAULT_LIMITS.max_bytes
         try:
-            data = path.read_bytes()
+            with path.open("rb") as handle:
+                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                    raise InvalidInput(f"{path} is not a regular file")
+                data = handle.read(limit + 1)
         except FileNotFoundError:
             raise NotFound(f"{path} does not exist") from None
         except OSError as exc:
             raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+        if len(data) > limit:
+            raise InvalidInput(f"{path} is larger than the {limit}-byte limit for a model")
         return self.add(model, data, version=version, source=path.name, card=card)
 
     def add_sklearn(
@@ -211,13 +243,14 @@ class ModelRegistry:
         version = version or self.served(model)
         record = self.get_version(model, version)
         plaintext = self._open(record)
-        with plaintext_scratch(plaintext) as path:
+        with plaintext_scratch(_signed_files(plaintext, record.card)) as folder:
             try:
-                verify_model(path, record.signature_bundle, self._ws.model_signing_public_path)
+                verify_model(folder, record.signature_bundle, self._ws.model_signing_public_path)
             except SignatureInvalid as exc:
                 raise SignatureInvalid(
-                    f"the signature bundle of {model} {version} does not verify ({exc.summary})",
-                    hint="the bundle or the signing key changed; re-register from a trusted copy",
+                    f"the signature of {model} {version} does not verify ({exc.summary})",
+                    hint="the bundle, the card or the signing key changed; "
+                    "re-register from a trusted copy",
                 ) from None
         return VerifiedVersion(
             model,
@@ -227,7 +260,7 @@ class ModelRegistry:
                 "data key unwraps under the workspace key-encryption key",
                 "artifact ciphertext authenticates (AES-256-GCM, bound to model and version)",
                 f"plaintext matches recorded digest {record.digest}",
-                "OpenSSF model-signing signature verifies under the owner's key",
+                "OpenSSF model-signing signature over model and card verifies (owner's key)",
             ),
         )
 
@@ -252,8 +285,6 @@ class ModelRegistry:
             raise Tampered(
                 f"the artifact file of {name} is missing ({record.artifact_key})"
             ) from None
-        except StorageUnavailable:
-            raise
         try:
             plaintext = data_key.open(sealed, ad)
         except Tampered:

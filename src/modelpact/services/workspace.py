@@ -1,6 +1,6 @@
 """The owner's workspace: keys, configuration, database and encrypted artifacts in one folder.
 
-Layout (all private files 0600, folders 0700)::
+Layout (the folder and ``keys/`` are 0700; keys and configuration 0600)::
 
     modelpact.toml                 configuration
     keys/owner-ed25519.pem         signs charters, checkpoints, attestations
@@ -14,10 +14,12 @@ Layout (all private files 0600, folders 0700)::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +29,18 @@ from modelpact.crypto import (
     SigningKey,
     VerifyKey,
     check_private_file,
+    constant_time_equal,
     generate_model_signing_key,
+    model_signing_public_pem,
+    write_private_file,
 )
-from modelpact.errors import AlreadyExists, InvalidInput, NotFound
+from modelpact.errors import (
+    AlreadyExists,
+    InsecureKeyFile,
+    InvalidInput,
+    NotFound,
+    Tampered,
+)
 from modelpact.services.clock import Clock, system_clock
 from modelpact.store import ArtifactStore, LocalArtifactStore, Store, open_store
 
@@ -120,7 +131,8 @@ class Workspace:
 
     @property
     def owner_verify_key(self) -> VerifyKey:
-        return VerifyKey.decode((self.root / OWNER_PUB).read_text().strip())
+        """Derived from the private key: the ``.pub`` file is for people, not for trust."""
+        return self.owner_key().verify_key
 
     def kek(self) -> KeyEncryptionKey:
         if self._kek is None:
@@ -148,31 +160,55 @@ def init_workspace(
     root = root.expanduser().absolute()
     if (root / CONFIG_NAME).exists():
         raise AlreadyExists(f"{root} is already a modelpact workspace")
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise InvalidInput(f"{root} exists and is not an empty folder")
     config = WorkspaceConfig(name=name or root.name or "modelpact", database_url=database_url)
     if not _NAME.match(config.name):
         raise InvalidInput(f"workspace name {config.name!r} is not a plain name", hint="use --name")
-    created = not root.exists()
     try:
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(root, 0o700)
-        (root / "keys").mkdir(mode=0o700)
+        root.mkdir(mode=0o700, parents=True)
+        created_root = True
+    except FileExistsError:
+        if not root.is_dir() or any(root.iterdir()):
+            raise InvalidInput(f"{root} exists and is not an empty folder") from None
+        created_root = False
+    except OSError as exc:
+        raise InvalidInput(f"cannot create {root}: {exc.strerror}") from None
+    created: list[Path] = []
+    try:
+        if not created_root:
+            os.chmod(root, 0o700)
+        created.append(root / "keys")
+        created[-1].mkdir(mode=0o700)
         owner = SigningKey.generate()
         owner.save(root / OWNER_KEY)
         (root / OWNER_PUB).write_text(owner.verify_key.encode() + "\n")
         generate_model_signing_key(root / MODEL_KEY, root / MODEL_PUB)
         KeyEncryptionKey.generate().save(root / KEK)
-        (root / CONFIG_NAME).write_text(config.to_toml())
+        created.append(root / CONFIG_NAME)
+        write_private_file(root / CONFIG_NAME, config.to_toml().encode())
         workspace = _open(root, config, clock)
+        created.append(root / "artifacts")
+        _require_empty(workspace)
     except BaseException:
-        if created:
+        if created_root:
             shutil.rmtree(root, ignore_errors=True)
-        else:
-            for child in root.iterdir():
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        else:  # remove only what this call made; leave the folder itself
+            for path in [*reversed(created), *root.glob("modelpact.db*")]:
+                with contextlib.suppress(OSError):
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()
         raise
     return workspace
+
+
+def _require_empty(workspace: Workspace) -> None:
+    """A new workspace must not adopt a database that already holds another one's records."""
+    with workspace.store.unit_of_work() as uow:
+        used = uow.partners.list() or uow.models.list_models() or uow.charters.list()
+    if used:
+        workspace.close()
+        raise InvalidInput(
+            "that database already holds a modelpact workspace",
+            hint="give each workspace its own database (or PostgreSQL schema)",
+        )
 
 
 def open_workspace(root: Path, *, clock: Clock = system_clock) -> Workspace:
@@ -184,10 +220,38 @@ def open_workspace(root: Path, *, clock: Clock = system_clock) -> Workspace:
             f"no modelpact workspace at {root}",
             hint="create one with 'modelpact init DIR', or pass --workspace / MODELPACT_WORKSPACE",
         )
-    config = WorkspaceConfig.from_toml(config_path.read_text(), source=str(config_path))
-    for secret in (OWNER_KEY, MODEL_KEY, KEK):
+    mode = stat.S_IMODE(root.stat().st_mode)
+    if mode & 0o077:
+        raise InsecureKeyFile(
+            f"workspace folder {root} is open to group or others (mode {mode:04o})",
+            hint=f"restrict it with: chmod 700 {root}",
+        )
+    for secret in (CONFIG_NAME, OWNER_KEY, MODEL_KEY, KEK):
         check_private_file(root / secret)
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read {config_path}: {exc}") from None
+    config = WorkspaceConfig.from_toml(text, source=str(config_path))
+    _check_public_keys(root)
     return _open(root, config, clock)
+
+
+def _check_public_keys(root: Path) -> None:
+    """The ``.pub`` files people copy from must match the private keys that sign."""
+    try:
+        owner_pub = (root / OWNER_PUB).read_text(encoding="ascii").strip()
+        model_pub = (root / MODEL_PUB).read_bytes()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read the workspace public keys: {exc}") from None
+    try:
+        declared = VerifyKey.decode(owner_pub)
+    except InvalidInput:
+        raise Tampered(f"{root / OWNER_PUB} does not hold an Ed25519 public key") from None
+    if declared != SigningKey.load(root / OWNER_KEY).verify_key:
+        raise Tampered(f"{root / OWNER_PUB} does not match the owner's private key")
+    if not constant_time_equal(model_pub, model_signing_public_pem(root / MODEL_KEY)):
+        raise Tampered(f"{root / MODEL_PUB} does not match the model-signing private key")
 
 
 def _open(root: Path, config: WorkspaceConfig, clock: Clock) -> Workspace:
