@@ -34,6 +34,7 @@ __all__ = [
     "SignatureInvalid",
     "StorageUnavailable",
     "Tampered",
+    "quote_untrusted",
 ]
 
 
@@ -114,3 +115,16 @@ class InsecureKeyFile(ModelpactError):
 
 class StorageUnavailable(ModelpactError):
     """The database or the artifact store cannot be used."""
+
+
+def quote_untrusted(text: str, *, limit: int = 80) -> str:
+    """Show a name someone else chose (a tensor, a YAML key, a file) safely in a message.
+
+    The text is put in single quotes, non-printable characters are escaped and it
+    is cut at ``limit``, so a crafted name cannot forge log lines, smuggle
+    terminal escapes or flood a message.
+    """
+    shown = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text[: limit + 1])
+    if len(text) > limit:
+        shown = shown[: limit - 1] + "…"
+    return "'" + shown.replace("'", "\\'") + "'"

@@ -422,7 +422,7 @@ def test_load_charter_never_echoes_values() -> None:
 
 def test_unknown_field_name_is_shortened() -> None:
     finding = only_error(example_text(insert={1: ["x" * 100 + ": 1"]}))
-    assert finding.message == "unknown field '" + "x" * 37 + "...' (not part of the charter schema)"
+    assert finding.message == "unknown field '" + "x" * 39 + "…' (not part of the charter schema)"
 
 
 def test_finding_str() -> None:

@@ -22,7 +22,7 @@ from pydantic_core import ErrorDetails
 from modelpact.charter.findings import CharterReport, FieldPath, Finding, LineMap, format_path
 from modelpact.charter.lint import lint_charter
 from modelpact.charter.model import Charter
-from modelpact.errors import CharterInvalid
+from modelpact.errors import CharterInvalid, quote_untrusted
 
 __all__ = [
     "MAX_CHARTER_BYTES",
@@ -319,8 +319,7 @@ def _error(source: str, line: int | None, path: FieldPath, message: str) -> Find
 
 
 def _name(key: object) -> str:
-    text = str(key)
-    return repr(text if len(text) <= 40 else text[:37] + "...")
+    return quote_untrusted(str(key), limit=40)
 
 
 def _one_line(value: object) -> str:

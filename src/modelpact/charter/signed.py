@@ -31,7 +31,14 @@ from modelpact.charter.lint import lint_charter
 from modelpact.charter.model import Charter
 from modelpact.charter.parse import charter_from_document
 from modelpact.crypto import SigningKey, VerifyKey, canonical_json, constant_time_equal
-from modelpact.errors import AlreadyExists, CharterInvalid, InvalidInput, SignatureInvalid, Tampered
+from modelpact.errors import (
+    AlreadyExists,
+    CharterInvalid,
+    InvalidInput,
+    SignatureInvalid,
+    Tampered,
+    quote_untrusted,
+)
 
 __all__ = ["SIGNED_CHARTER_FORMAT", "Role", "SignedCharter"]
 
@@ -286,5 +293,4 @@ def _decode_signature(value: Any, where: str) -> bytes:
 
 
 def _short(value: object) -> str:
-    text = str(value)
-    return repr(text if len(text) <= 40 else text[:37] + "...")
+    return quote_untrusted(str(value), limit=40)

@@ -25,8 +25,8 @@ def add(
     card: Annotated[Path | None, typer.Option(help="Model card, YAML.")] = None,
 ) -> None:
     """Check, sign, encrypt and register one model version; it becomes the served one."""
+    from modelpact.errors import quote_untrusted
     from modelpact.runtime import load_card
-    from modelpact.runtime.untrusted import quote_untrusted
     from modelpact.services import ModelRegistry
 
     model_card = load_card(read_text(card, what="model card"), source=str(card)) if card else None

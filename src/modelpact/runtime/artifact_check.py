@@ -27,10 +27,9 @@ from typing import Any, NoReturn
 
 import onnx
 
-from modelpact.errors import InvalidInput, ModelRejected
+from modelpact.errors import InvalidInput, ModelRejected, quote_untrusted
 from modelpact.runtime.operators import is_allowed, standard_domain
 from modelpact.runtime.pickle_family import EXPORT_HINT, refuse_pickle_family
-from modelpact.runtime.untrusted import quote_untrusted
 
 __all__ = ["DEFAULT_LIMITS", "GraphLimits", "ModelSummary", "TensorInfo", "inspect_model"]
 

@@ -16,8 +16,7 @@ from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict, Validati
 from pydantic_core import ErrorDetails
 
 from modelpact.crypto import canonical_json
-from modelpact.errors import InvalidInput
-from modelpact.runtime.untrusted import quote_untrusted
+from modelpact.errors import InvalidInput, quote_untrusted
 
 __all__ = ["MAX_CARD_BYTES", "ModelCard", "card_to_json", "load_card"]
 

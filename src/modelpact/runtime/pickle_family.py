@@ -19,8 +19,7 @@ import zlib
 from pathlib import PurePosixPath
 from typing import Protocol
 
-from modelpact.errors import ModelRejected
-from modelpact.runtime.untrusted import quote_untrusted
+from modelpact.errors import ModelRejected, quote_untrusted
 
 __all__ = ["EXPORT_HINT", "PICKLE_SUFFIXES", "refuse_pickle_family"]
 

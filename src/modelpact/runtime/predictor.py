@@ -19,14 +19,13 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from modelpact.errors import InvalidInput, ModelRejected
+from modelpact.errors import InvalidInput, ModelRejected, quote_untrusted
 from modelpact.runtime.artifact_check import (
     DEFAULT_LIMITS,
     GraphLimits,
     ModelSummary,
     inspect_model,
 )
-from modelpact.runtime.untrusted import quote_untrusted
 
 __all__ = ["Predictor"]
 
