@@ -34,6 +34,7 @@ $MP charter check "$WORK/charter.yaml"
 
 step "Owner signs; partner countersigns offline with its own key; owner applies"
 $MP charter sign "$WORK/charter.yaml" --out "$WORK/charter.signed.json"
+$MP charter show --file "$WORK/charter.signed.json"
 $MP charter countersign "$WORK/charter.signed.json" --key "$WORK/acme.key"
 $MP charter apply "$WORK/charter.signed.json"
 $MP charter list
