@@ -16,8 +16,9 @@ def init(
     directory: Annotated[Path, typer.Argument(help="Folder to create (must be new or empty).")],
     name: Annotated[str | None, typer.Option(help="Workspace name (default: folder name).")] = None,
     database_url: Annotated[
-        str, typer.Option(help="sqlite:///FILE (default) or postgresql+psycopg://...")
-    ] = "sqlite:///modelpact.db",
+        str | None,
+        typer.Option(help="postgresql+psycopg://... (default: SQLite in the workspace)"),
+    ] = None,
 ) -> None:
     """Create a workspace: owner keys, key-encryption key, database and configuration."""
     from modelpact.services import init_workspace

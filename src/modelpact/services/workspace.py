@@ -153,14 +153,19 @@ def init_workspace(
     root: Path,
     *,
     name: str | None = None,
-    database_url: str = DEFAULT_DATABASE,
+    database_url: str | None = None,
     clock: Clock = system_clock,
 ) -> Workspace:
-    """Create a workspace in ``root`` (new or empty).  On any failure nothing is left behind."""
+    """Create a workspace in ``root`` (new or empty).  On any failure nothing is left behind.
+
+    ``database_url`` defaults to an SQLite file inside the workspace.
+    """
     root = root.expanduser().absolute()
     if (root / CONFIG_NAME).exists():
         raise AlreadyExists(f"{root} is already a modelpact workspace")
-    config = WorkspaceConfig(name=name or root.name or "modelpact", database_url=database_url)
+    config = WorkspaceConfig(
+        name=name or root.name or "modelpact", database_url=database_url or DEFAULT_DATABASE
+    )
     if not _NAME.match(config.name):
         raise InvalidInput(f"workspace name {config.name!r} is not a plain name", hint="use --name")
     try:
