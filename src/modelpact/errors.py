@@ -13,23 +13,29 @@ Every failure a caller must tell apart has its own type; interfaces catch only
      ├── Expired                 outside a validity window
      ├── QuotaExhausted          a limit is used up
      ├── Tampered                bytes that fail their integrity check
-     │    └── SignatureInvalid   a signature that does not verify, or by the wrong party
+     │    ├── SignatureInvalid   a signature that does not verify, or by the wrong party
+     │    ├── ProofInvalid       a Merkle inclusion or consistency proof that does not verify
+     │    └── LogInconsistent    two checkpoints that cannot both be true (fork, rollback)
      ├── InsecureKeyFile         a private key or secret readable by others
      └── StorageUnavailable      the database or artifact store cannot be used
+          └── AuditUnavailable   the audit log cannot make an entry durable (fail closed)
 """
 
 from __future__ import annotations
 
 __all__ = [
     "AlreadyExists",
+    "AuditUnavailable",
     "CharterInvalid",
     "Denied",
     "Expired",
     "InsecureKeyFile",
     "InvalidInput",
+    "LogInconsistent",
     "ModelRejected",
     "ModelpactError",
     "NotFound",
+    "ProofInvalid",
     "QuotaExhausted",
     "SignatureInvalid",
     "StorageUnavailable",
@@ -109,12 +115,31 @@ class SignatureInvalid(Tampered):
     """A signature that does not verify, or was made by the wrong party."""
 
 
+class ProofInvalid(Tampered):
+    """A Merkle inclusion or consistency proof that does not verify."""
+
+
+class LogInconsistent(Tampered):
+    """Checkpoints that cannot both be true: a fork, a rollback or a rewritten history.
+
+    ``evidence`` holds the conflicting signed checkpoints, as text, for a human to keep.
+    """
+
+    def __init__(self, summary: str, *, evidence: tuple[str, ...] = (), hint: str | None = None):
+        super().__init__(summary, hint=hint)
+        self.evidence = evidence
+
+
 class InsecureKeyFile(ModelpactError):
     """A private key or secret file that others could read."""
 
 
 class StorageUnavailable(ModelpactError):
     """The database or the artifact store cannot be used."""
+
+
+class AuditUnavailable(StorageUnavailable):
+    """The audit log cannot make an entry durable; requests that must be audited are refused."""
 
 
 def quote_untrusted(text: str, *, limit: int = 80) -> str:
