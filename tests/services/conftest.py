@@ -46,3 +46,13 @@ def onnx_bytes() -> bytes:
 
     features, labels = load_breast_cancer(return_X_y=True)
     return export_sklearn(LogisticRegression(max_iter=5000).fit(features, labels))
+
+
+def admin_actions(workspace: Workspace, subject: str) -> list[str]:
+    """The administrative actions the audit log recorded for ``subject``, oldest first."""
+    from modelpact.audit.entries import AdminEntry, decode_entry
+
+    with workspace.store.unit_of_work() as uow:
+        records = uow.audit.entries(0, uow.audit.size())
+    entries = [decode_entry(r.entry) for r in records]
+    return [e.action for e in entries if isinstance(e, AdminEntry) and e.subject == subject]

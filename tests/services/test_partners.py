@@ -5,6 +5,7 @@ import pytest
 from modelpact.crypto import SigningKey
 from modelpact.errors import AlreadyExists, InvalidInput, NotFound
 from modelpact.services import PartnerDirectory, Workspace
+from tests.services.conftest import admin_actions
 
 
 def test_status_transitions_and_events(workspace: Workspace) -> None:
@@ -18,9 +19,12 @@ def test_status_transitions_and_events(workspace: Workspace) -> None:
     for verb in ("resume", "suspend", "revoke"):
         with pytest.raises(InvalidInput, match="revoked"):
             directory.change_status("acme", verb)
-    with workspace.store.unit_of_work() as uow:
-        kinds = [e.kind for e in uow.events.list(subject="acme")]
-    assert kinds == ["partner.add", "partner.suspend", "partner.resume", "partner.revoke"]
+    assert admin_actions(workspace, "acme") == [
+        "partner.add",
+        "partner.suspend",
+        "partner.resume",
+        "partner.revoke",
+    ]
 
 
 def test_enrolment_is_checked(workspace: Workspace) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -13,7 +14,9 @@ import modelpact.store
 from modelpact.errors import InvalidInput
 from modelpact.store import (
     ArtifactStore,
+    AuditEntryRecord,
     CharterRecord,
+    CheckpointRecord,
     LocalArtifactStore,
     ModelVersionRecord,
     PartnerRecord,
@@ -26,8 +29,10 @@ from modelpact.store.sql import SqlUnitOfWork
 MODULES = [
     "modelpact.store",
     "modelpact.store._schema",
+    "modelpact.store._sql_audit",
     "modelpact.store._sql_errors",
     "modelpact.store._sql_repositories",
+    "modelpact.store._sql_session",
     "modelpact.store.files",
     "modelpact.store.interfaces",
     "modelpact.store.records",
@@ -41,8 +46,11 @@ def test_public_api() -> None:
         "CHARTER_STATUSES",
         "PARTNER_STATUSES",
         "ArtifactStore",
+        "AuditEntryRecord",
+        "AuditRepository",
         "CharterRecord",
         "CharterRepository",
+        "CheckpointRecord",
         "EventLog",
         "EventRecord",
         "LocalArtifactStore",
@@ -94,6 +102,28 @@ def test_records_refuse_unknown_statuses() -> None:
 def test_records_refuse_negative_sizes() -> None:
     with pytest.raises(InvalidInput):
         ModelVersionRecord("m", "1", "d", -1, "k", b"", b"", "{}", NOW)
+
+
+HASH = b"\x01" * 32
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: AuditEntryRecord(-1, HASH, b"{}", NOW), "non-negative"),
+        (lambda: AuditEntryRecord(True, HASH, b"{}", NOW), "non-negative"),
+        (lambda: AuditEntryRecord(0, HASH[:31], b"{}", NOW), "32 bytes"),
+        (lambda: AuditEntryRecord(0, bytearray(HASH), b"{}", NOW), "32 bytes"),  # type: ignore[arg-type]
+        (lambda: AuditEntryRecord(0, HASH, "{}", NOW), "must be bytes"),  # type: ignore[arg-type]
+        (lambda: AuditEntryRecord(0, HASH, b"{}", datetime(2026, 1, 1)), "timezone-aware"),
+        (lambda: CheckpointRecord(-1, HASH, "note", NOW), "non-negative"),
+        (lambda: CheckpointRecord(0, HASH + b"\x00", "note", NOW), "32 bytes"),
+        (lambda: CheckpointRecord(0, HASH, "note", datetime(2026, 1, 1)), "timezone-aware"),
+    ],
+)
+def test_audit_records_refuse_malformed_values(make: Callable[[], object], match: str) -> None:
+    with pytest.raises(InvalidInput, match=match):
+        make()
 
 
 def test_records_are_frozen() -> None:

@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from modelpact import __version__
-from modelpact.cli import charter, model, partner, policy, workspace
+from modelpact.cli import audit, charter, model, partner, policy, workspace
 from modelpact.errors import ModelpactError
 
 __all__ = ["app", "main", "run"]
@@ -34,6 +34,7 @@ app.add_typer(model.app, name="model")
 app.add_typer(partner.app, name="partner")
 app.add_typer(charter.app, name="charter")
 app.add_typer(policy.app, name="policy")
+app.add_typer(audit.app, name="audit")
 
 
 def _version(value: bool) -> None:

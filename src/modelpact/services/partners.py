@@ -81,6 +81,7 @@ class PartnerDirectory:
             if current.status not in allowed_from:
                 raise InvalidInput(f"partner {partner_id} is {current.status}; cannot {verb}")
             uow.partners.set_status(partner_id, target, ws.clock())
+            updated = uow.partners.get(partner_id)
             record_event(
                 ws,
                 uow,
@@ -89,7 +90,7 @@ class PartnerDirectory:
                 subject=partner_id,
                 previous=current.status,
             )
-            return uow.partners.get(partner_id)
+        return updated
 
     def require(self, partner_id: str) -> PartnerRecord:
         try:

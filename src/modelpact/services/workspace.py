@@ -24,6 +24,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modelpact.audit.entries import AdminEntry
+from modelpact.audit.log import append_within, issue_checkpoint
 from modelpact.crypto import (
     KeyEncryptionKey,
     SigningKey,
@@ -38,11 +40,18 @@ from modelpact.errors import (
     AlreadyExists,
     InsecureKeyFile,
     InvalidInput,
+    ModelpactError,
     NotFound,
     Tampered,
 )
 from modelpact.services.clock import Clock, system_clock
-from modelpact.store import ArtifactStore, LocalArtifactStore, Store, open_store
+from modelpact.store import (
+    ArtifactStore,
+    CheckpointRecord,
+    LocalArtifactStore,
+    Store,
+    open_store,
+)
 
 __all__ = ["CONFIG_NAME", "Workspace", "WorkspaceConfig", "init_workspace", "open_workspace"]
 
@@ -139,8 +148,29 @@ class Workspace:
             self._kek = KeyEncryptionKey.load(self.root / KEK)
         return self._kek
 
+    @property
+    def log_origin(self) -> str:
+        """The audit log's name in its signed checkpoints (C2SP origin line)."""
+        return f"modelpact/{self.config.name}/log"
+
+    def checkpoint(self) -> CheckpointRecord:
+        """Sign a checkpoint for the audit log's current size (or return the existing one)."""
+        return issue_checkpoint(
+            self.store, key=self.owner_key(), origin=self.log_origin, now=self.clock()
+        )
+
     def close(self) -> None:
-        self.store.close()
+        """Cover whatever this process appended with a signed checkpoint, then close."""
+        try:
+            # A failure here loses nothing: entries are durable, the next checkpoint covers them.
+            with contextlib.suppress(ModelpactError):
+                with self.store.unit_of_work() as uow:
+                    latest = uow.audit.latest_checkpoint()
+                    grown = uow.audit.size() > (latest.size if latest else 0)
+                if grown:
+                    self.checkpoint()
+        finally:
+            self.store.close()
 
     def __enter__(self) -> Workspace:
         return self
@@ -193,6 +223,16 @@ def init_workspace(
         workspace = _open(root, config, clock)
         created.append(root / "artifacts")
         _require_empty(workspace)
+        now = clock()
+        with workspace.store.unit_of_work() as uow:
+            entry = AdminEntry(
+                time=now,
+                actor="owner",
+                subject=config.name,
+                action="workspace.init",
+                detail={"owner_key": owner.verify_key.encode()},
+            )
+            append_within(uow, [entry], now=now)
     except BaseException:
         if created_root:
             shutil.rmtree(root, ignore_errors=True)
@@ -209,7 +249,7 @@ def _require_empty(workspace: Workspace) -> None:
     with workspace.store.unit_of_work() as uow:
         used = uow.partners.list() or uow.models.list_models() or uow.charters.list()
     if used:
-        workspace.close()
+        workspace.store.close()  # not close(): never sign a checkpoint over another's log
         raise InvalidInput(
             "that database already holds a modelpact workspace",
             hint="give each workspace its own database (or PostgreSQL schema)",

@@ -14,12 +14,16 @@ types.
           work.partners.add(partner)
           work.events.append(now, "owner", "partner.enrolled", partner.id, "{}")
 
+- ``work.audit`` (:class:`AuditRepository`) keeps the rows of the
+  tamper-evident audit log: entries, Merkle subtree hashes and checkpoints;
+  the hashing and signing live with the audit log, not here.
 - :class:`LocalArtifactStore` keeps write-once blobs under a directory.
 """
 
 from modelpact.store.files import LocalArtifactStore, check_artifact_key
 from modelpact.store.interfaces import (
     ArtifactStore,
+    AuditRepository,
     CharterRepository,
     EventLog,
     ModelRepository,
@@ -30,7 +34,9 @@ from modelpact.store.interfaces import (
 from modelpact.store.records import (
     CHARTER_STATUSES,
     PARTNER_STATUSES,
+    AuditEntryRecord,
     CharterRecord,
+    CheckpointRecord,
     EventRecord,
     ModelRecord,
     ModelVersionRecord,
@@ -42,8 +48,11 @@ __all__ = [
     "CHARTER_STATUSES",
     "PARTNER_STATUSES",
     "ArtifactStore",
+    "AuditEntryRecord",
+    "AuditRepository",
     "CharterRecord",
     "CharterRepository",
+    "CheckpointRecord",
     "EventLog",
     "EventRecord",
     "LocalArtifactStore",

@@ -17,6 +17,9 @@ from sqlalchemy.engine import Dialect
 __all__ = [
     "NAMING_CONVENTION",
     "UtcDateTime",
+    "audit_checkpoints",
+    "audit_entries",
+    "audit_nodes",
     "charters",
     "events",
     "metadata",
@@ -124,4 +127,43 @@ events = sa.Table(
     sa.Column("kind", sa.String(), nullable=False, index=True),
     sa.Column("subject", sa.String(), nullable=False, index=True),
     sa.Column("detail", sa.Text(), nullable=False),
+)
+
+# The audit log is the one table set that grows with traffic: no index beyond the
+# primary keys.  On SQLite an INTEGER primary key is the rowid (no second B-tree),
+# and audit_nodes is WITHOUT ROWID (the rows live in the primary key's B-tree).
+# Fixed-width columns come first so PostgreSQL pads less (8 bytes a node).
+
+audit_entries = sa.Table(
+    "audit_entries",
+    metadata,
+    sa.Column("idx", _Id, primary_key=True, autoincrement=False),
+    sa.Column("appended_at", UtcDateTime(), nullable=False),
+    sa.Column("leaf_hash", sa.LargeBinary(), nullable=False),
+    sa.Column("entry", sa.LargeBinary(), nullable=False),
+    sa.CheckConstraint("idx >= 0", name="idx"),
+    sa.CheckConstraint("length(leaf_hash) = 32", name="leaf_hash"),
+)
+
+audit_nodes = sa.Table(
+    "audit_nodes",
+    metadata,
+    sa.Column("idx", sa.BigInteger(), nullable=False, autoincrement=False),
+    sa.Column("level", sa.SmallInteger(), nullable=False, autoincrement=False),
+    sa.Column("hash", sa.LargeBinary(), nullable=False),
+    sa.PrimaryKeyConstraint("level", "idx"),  # key order, whatever the column order
+    sa.CheckConstraint("level BETWEEN 1 AND 62 AND idx >= 0", name="position"),
+    sa.CheckConstraint("length(hash) = 32", name="hash"),
+    sqlite_with_rowid=False,
+)
+
+audit_checkpoints = sa.Table(
+    "audit_checkpoints",
+    metadata,
+    sa.Column("size", _Id, primary_key=True, autoincrement=False),
+    sa.Column("root", sa.LargeBinary(), nullable=False),
+    sa.Column("note", sa.Text(), nullable=False),
+    sa.Column("issued_at", UtcDateTime(), nullable=False),
+    sa.CheckConstraint("size >= 0", name="size"),
+    sa.CheckConstraint("length(root) = 32", name="root"),
 )

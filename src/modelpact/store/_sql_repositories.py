@@ -1,7 +1,6 @@
 """The SQL repositories: one unit of work's connection, seen through the store's protocols.
 
-Writes that can collide run in a savepoint, so a refused write undoes itself
-and leaves the unit of work usable on both SQLite and PostgreSQL.  Text keys
+Writes that can collide run in a savepoint (see :mod:`._sql_session`).  Text keys
 are listed in code-point order (``COLLATE "C"`` on PostgreSQL, SQLite's
 binary order), the same whatever the database's collation.
 """
@@ -9,13 +8,11 @@ binary order), the same whatever the database's collation.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
 
 from modelpact.errors import (
     AlreadyExists,
@@ -25,7 +22,8 @@ from modelpact.errors import (
     StorageUnavailable,
 )
 from modelpact.store._schema import charters, events, model_versions, models, partners
-from modelpact.store._sql_errors import DatabaseErrors, violation
+from modelpact.store._sql_audit import SqlAuditRepository
+from modelpact.store._sql_session import Session
 from modelpact.store.records import (
     CHARTER_STATUSES,
     PARTNER_STATUSES,
@@ -38,64 +36,12 @@ from modelpact.store.records import (
 )
 
 __all__ = [
-    "Session",
     "SqlCharterRepository",
     "SqlEventLog",
     "SqlModelRepository",
     "SqlPartnerRepository",
     "SqlUnitOfWork",
 ]
-
-
-class Session:
-    """One unit of work's connection: executes statements and translates their failures."""
-
-    def __init__(self, connection: Connection, database: DatabaseErrors) -> None:
-        self.connection = connection
-        self.database = database
-        self.dialect = connection.dialect.name
-        self.active = True
-
-    def end(self) -> None:
-        """Refuse any further statement: the unit of work is over."""
-        self.active = False
-
-    def _check_active(self) -> None:
-        if not self.active:
-            raise StorageUnavailable(
-                "this unit of work has ended", hint="open a new one with store.unit_of_work()"
-            )
-
-    def execute(self, statement: sa.Executable) -> sa.CursorResult[Any]:
-        self._check_active()
-        with self.database.errors():
-            return self.connection.execute(statement)
-
-    def write(
-        self,
-        *statements: sa.Executable,
-        duplicate: Callable[[], ModelpactError],
-        missing: Callable[[], ModelpactError] | None = None,
-    ) -> None:
-        """Run ``statements`` in a savepoint; a failure undoes them all and nothing else."""
-        self._check_active()
-        try:
-            with self.connection.begin_nested():
-                for statement in statements:
-                    self.connection.execute(statement)
-        except sa.exc.IntegrityError as error:
-            kind = violation(error)
-            if kind == "unique":
-                raise duplicate() from None
-            if kind == "foreign_key" and missing is not None:
-                raise missing() from None
-            raise self.database.translate(error) from None
-        except (sa.exc.SQLAlchemyError, OSError) as error:
-            raise self.database.translate(error) from None
-
-    def by_code_point(self, column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
-        """Order text as Python does (by code point), whatever the database's collation."""
-        return column.collate("C") if self.dialect == "postgresql" else column
 
 
 class SqlPartnerRepository:
@@ -373,7 +319,7 @@ class SqlEventLog:
 
 
 class SqlUnitOfWork:
-    """:class:`~modelpact.store.interfaces.UnitOfWork`: four repositories on one transaction."""
+    """:class:`~modelpact.store.interfaces.UnitOfWork`: five repositories on one transaction."""
 
     def __init__(self, session: Session) -> None:
         self._session = session
@@ -381,3 +327,4 @@ class SqlUnitOfWork:
         self.models = SqlModelRepository(session)
         self.charters = SqlCharterRepository(session)
         self.events = SqlEventLog(session)
+        self.audit = SqlAuditRepository(session)

@@ -1,7 +1,7 @@
 """The narrow storage interfaces the rest of modelpact is written against.
 
 A :class:`Store` hands out units of work; a :class:`UnitOfWork` is one
-transaction holding four repositories.  Every method raises only
+transaction holding five repositories.  Every method raises only
 :mod:`modelpact.errors` types:
 
 - :class:`~modelpact.errors.NotFound` for a row that is not there;
@@ -23,12 +23,15 @@ no ``.`` or ``..`` segment.
 from __future__ import annotations
 
 import builtins
+from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol
 
 from modelpact.store.records import (
+    AuditEntryRecord,
     CharterRecord,
+    CheckpointRecord,
     EventRecord,
     ModelRecord,
     ModelVersionRecord,
@@ -37,6 +40,7 @@ from modelpact.store.records import (
 
 __all__ = [
     "ArtifactStore",
+    "AuditRepository",
     "CharterRepository",
     "EventLog",
     "ModelRepository",
@@ -145,6 +149,87 @@ class EventLog(Protocol):
         ...
 
 
+class AuditRepository(Protocol):
+    """The rows of a tamper-evident audit log (an RFC 9162 Merkle tree); no hashing here.
+
+    - Entries are the leaves, at indexes 0, 1, 2, … with no gap; each keeps its
+      leaf hash, which is the tree's level-0 node.
+    - Nodes are the hashes of complete subtrees at level >= 1: node
+      ``(level, idx)`` covers leaves ``[idx * 2**level, (idx + 1) * 2**level)``.
+    - Checkpoints are signed notes of the root at one size, one per size.
+
+    Nothing is ever updated or deleted.  To append, a unit of work calls
+    :meth:`lock_for_append`, reads :meth:`size`, then :meth:`append` from that
+    index: the lock makes appenders in every process take turns until their
+    unit of work ends.  When the unit of work's block ends, the commit is
+    durable before it returns (SQLite: WAL with ``synchronous=FULL``;
+    PostgreSQL: ``synchronous_commit`` at least ``local``), and a failure to
+    commit raises :class:`~modelpact.errors.StorageUnavailable`, so a caller can
+    refuse whatever needed the entry.
+    """
+
+    def lock_for_append(self) -> None:
+        """Take the log's sequencer lock until this unit of work ends (waiting for it).
+
+        ``StorageUnavailable`` if it cannot be had within a few seconds.
+        Taking it again in the same unit of work does nothing.
+        """
+        ...
+
+    def size(self) -> int:
+        """The number of entries (the next index)."""
+        ...
+
+    def append(
+        self, entries: Sequence[AuditEntryRecord], nodes: Sequence[tuple[int, int, bytes]]
+    ) -> None:
+        """Insert ``entries`` at the end of the log and new ``(level, idx, hash)`` nodes.
+
+        ``entries`` must have consecutive indexes starting at :meth:`size`;
+        nodes must have level >= 1, 32-byte hashes, and cover only leaves that
+        exist once ``entries`` are in (``InvalidInput`` otherwise).
+        ``AlreadyExists`` if an entry's index or a node is already there; then
+        nothing of this call is written.  Takes the lock if this unit of work
+        does not hold it yet.
+        """
+        ...
+
+    def nodes(self, ids: Collection[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """The hashes of the ``(level, idx)`` nodes that exist (level 0: leaf hashes).
+
+        Ids that do not exist are absent from the result.
+        """
+        ...
+
+    def entries(self, start: int, end: int) -> list[AuditEntryRecord]:
+        """The entries with ``start <= idx < end`` that exist, by index.
+
+        ``InvalidInput`` if ``start`` is negative or ``end < start``.
+        """
+        ...
+
+    def entry(self, idx: int) -> AuditEntryRecord:
+        """The entry at ``idx``; ``NotFound`` otherwise."""
+        ...
+
+    def add_checkpoint(self, record: CheckpointRecord) -> None:
+        """Insert; ``AlreadyExists`` if this size has one, ``InvalidInput`` if the log
+        is smaller than ``record.size``."""
+        ...
+
+    def checkpoint(self, size: int) -> CheckpointRecord:
+        """The checkpoint for ``size``; ``NotFound`` otherwise."""
+        ...
+
+    def latest_checkpoint(self) -> CheckpointRecord | None:
+        """The checkpoint with the largest size, or ``None`` before the first."""
+        ...
+
+    def checkpoints(self) -> list[CheckpointRecord]:
+        """Every checkpoint, by size."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction: everything done through these repositories commits or none does."""
 
@@ -159,6 +244,9 @@ class UnitOfWork(Protocol):
 
     @property
     def events(self) -> EventLog: ...
+
+    @property
+    def audit(self) -> AuditRepository: ...
 
 
 class Store(Protocol):

@@ -15,17 +15,23 @@ from modelpact.errors import InvalidInput
 
 __all__ = [
     "CHARTER_STATUSES",
+    "HASH_SIZE",
     "PARTNER_STATUSES",
+    "AuditEntryRecord",
     "CharterRecord",
+    "CheckpointRecord",
     "EventRecord",
     "ModelRecord",
     "ModelVersionRecord",
     "PartnerRecord",
     "require_aware",
+    "require_hash",
 ]
 
 PARTNER_STATUSES = frozenset({"active", "suspended", "revoked"})
 CHARTER_STATUSES = frozenset({"active", "superseded", "terminated"})
+HASH_SIZE = 32
+"""Bytes in every hash the audit log keeps (SHA-256, as RFC 9162 uses)."""
 
 
 def require_aware(value: datetime, name: str) -> None:
@@ -35,6 +41,17 @@ def require_aware(value: datetime, name: str) -> None:
             f"{name} must be a timezone-aware datetime",
             hint="pass datetime.now(timezone.utc) or another aware time",
         )
+
+
+def require_hash(value: bytes, name: str) -> None:
+    """Raise :class:`InvalidInput` unless ``value`` is ``bytes`` of :data:`HASH_SIZE`."""
+    if not isinstance(value, bytes) or len(value) != HASH_SIZE:
+        raise InvalidInput(f"{name} must be {HASH_SIZE} bytes (a SHA-256 digest)")
+
+
+def _require_index(value: int, name: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidInput(f"{name} must be a non-negative integer: {value!r}")
 
 
 def _require_status(value: str, allowed: frozenset[str], what: str) -> None:
@@ -121,3 +138,40 @@ class EventRecord:
 
     def __post_init__(self) -> None:
         require_aware(self.at, "at")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntryRecord:
+    """One leaf of the audit log: its 0-based index, leaf hash and canonical JSON bytes.
+
+    The store does not hash: ``leaf_hash`` is whatever the audit log computed
+    (RFC 9162: SHA-256 of ``0x00 || entry``), kept beside the entry so proofs
+    need not re-read entries.
+    """
+
+    idx: int
+    leaf_hash: bytes
+    entry: bytes  # canonical JSON (RFC 8785), byte for byte
+    appended_at: datetime
+
+    def __post_init__(self) -> None:
+        _require_index(self.idx, "audit entry index")
+        require_hash(self.leaf_hash, "leaf_hash")
+        if not isinstance(self.entry, bytes):
+            raise InvalidInput("an audit entry must be bytes (its canonical JSON)")
+        require_aware(self.appended_at, "appended_at")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRecord:
+    """A signed statement of the log's root hash at one size: the note text, byte for byte."""
+
+    size: int
+    root: bytes
+    note: str  # the signed checkpoint note
+    issued_at: datetime
+
+    def __post_init__(self) -> None:
+        _require_index(self.size, "checkpoint size")
+        require_hash(self.root, "root")
+        require_aware(self.issued_at, "issued_at")

@@ -42,7 +42,8 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from modelpact.errors import InvalidInput, StorageUnavailable
 from modelpact.store._sql_errors import DatabaseErrors, one_line
-from modelpact.store._sql_repositories import Session, SqlUnitOfWork
+from modelpact.store._sql_repositories import SqlUnitOfWork
+from modelpact.store._sql_session import Session
 
 __all__ = [
     "SqlStore",

@@ -1,0 +1,191 @@
+"""The audit export: everything an auditor needs to check the log offline.
+
+An export holds every entry (as JSON, with the leaf hash the log recorded for
+it), every signed checkpoint, and a consistency proof between each pair of
+successive checkpoints.  :func:`verify_export` needs nothing but the export and
+the owner's public key; it recomputes every leaf and every checkpointed root
+from the entries and names each problem precisely: which entry changed, which
+is missing or out of place, which checkpoint does not match or is not signed,
+and which two checkpoints of one size disagree.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelpact.audit.checkpoint import Checkpoint, open_checkpoint
+from modelpact.audit.entries import decode_entry
+from modelpact.audit.tree import Frontier, leaf_hash, verify_consistency
+from modelpact.crypto import VerifyKey, canonical_json, constant_time_equal
+from modelpact.errors import InvalidInput, ModelpactError
+
+__all__ = ["EXPORT_FORMAT", "ExportReport", "build_export", "verify_export"]
+
+EXPORT_FORMAT = "modelpact-audit-export/v1"
+#: Stands in for an entry that could not be read, so later roots are still recomputed.
+_UNREADABLE = bytes(32)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def build_export(
+    *,
+    origin: str,
+    public_key: VerifyKey,
+    entries: Sequence[tuple[int, bytes, bytes]],
+    checkpoints: Sequence[str],
+    consistency: Sequence[tuple[int, int, Sequence[bytes]]],
+) -> str:
+    """JSON text of an export: ``entries`` as (index, leaf hash, canonical bytes)."""
+    document = {
+        "format": EXPORT_FORMAT,
+        "origin": origin,
+        "public_key": public_key.encode(),
+        "entries": [
+            {"index": index, "leaf_hash": _b64(leaf), "entry": json.loads(blob)}
+            for index, leaf, blob in entries
+        ],
+        "checkpoints": list(checkpoints),
+        "consistency": [
+            {"old": old, "new": new, "proof": [_b64(p) for p in proof]}
+            for old, new, proof in consistency
+        ],
+    }
+    return json.dumps(document, indent=1, ensure_ascii=False) + "\n"
+
+
+@dataclass
+class ExportReport:
+    """What :func:`verify_export` checked, and every problem it found (empty when sound)."""
+
+    entries: int = 0
+    checkpoints: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _decode_b64(value: Any, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} is not base64 text")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput(f"{what} is not valid base64") from None
+
+
+def verify_export(text: str, key: VerifyKey) -> ExportReport:
+    """Check an export offline against the owner's public ``key``."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"the export is not JSON (line {exc.lineno}): {exc.msg}") from None
+    if not isinstance(document, dict) or document.get("format") != EXPORT_FORMAT:
+        raise InvalidInput(f"not a modelpact audit export (format {EXPORT_FORMAT} expected)")
+    origin = document.get("origin")
+    if not isinstance(origin, str):
+        raise InvalidInput("the export names no log origin")
+    report = ExportReport()
+    problems = report.problems
+    if document.get("public_key") != key.encode():
+        problems.append("the export names another public key than the one given to verify it")
+
+    # Entries: in order, gap-free, each hashing to its recorded leaf, each a known schema.
+    leaves: list[bytes] = []
+    for position, item in enumerate(document.get("entries") or []):
+        if not isinstance(item, dict) or not isinstance(item.get("index"), int):
+            problems.append(f"entry at position {position} is malformed")
+            leaves.append(_UNREADABLE)
+            continue
+        index = item["index"]
+        if index != position:
+            kind = "missing or reordered" if index > position else "duplicated or reordered"
+            problems.append(
+                f"entry at position {position} has index {index}: entries are {kind} "
+                f"(expected index {position})"
+            )
+        try:
+            blob = canonical_json(item.get("entry"))
+            recorded = _decode_b64(item.get("leaf_hash"), f"leaf hash of entry {index}")
+        except ModelpactError as exc:
+            problems.append(f"entry {index}: {exc.summary}")
+            leaves.append(_UNREADABLE)
+            continue
+        leaf = leaf_hash(blob)
+        if not constant_time_equal(leaf, recorded):
+            problems.append(f"entry {index} was changed: its content no longer hashes to its leaf")
+        try:
+            decode_entry(blob)
+        except ModelpactError as exc:
+            problems.append(f"entry {index}: {exc.summary}")
+        leaves.append(leaf)
+    report.entries = len(leaves)
+
+    # Checkpoints: signed by the key, sizes never shrinking, roots recomputed from the leaves.
+    notes = document.get("checkpoints") or []
+    opened: list[tuple[Checkpoint, str]] = []
+    for position, note in enumerate(notes):
+        try:
+            checkpoint = open_checkpoint(str(note), key, name=origin)
+        except ModelpactError as exc:
+            problems.append(f"checkpoint {position}: {exc.summary}")
+            continue
+        if checkpoint.origin != origin:
+            problems.append(f"checkpoint {position} is for another log ({checkpoint.origin})")
+            continue
+        opened.append((checkpoint, str(note)))
+    report.checkpoints = len(opened)
+    by_size: dict[int, Checkpoint] = {}
+    for checkpoint, _ in opened:
+        seen = by_size.get(checkpoint.size)
+        if seen is not None and seen.root != checkpoint.root:
+            problems.append(
+                f"two signed checkpoints of size {checkpoint.size} disagree: the log forked"
+            )
+        by_size.setdefault(checkpoint.size, checkpoint)
+    sizes = [c.size for c, _ in opened]
+    if sizes != sorted(sizes):
+        problems.append("checkpoints are not in order of size")
+    frontier = Frontier()
+    previous_good = 0
+    for size in sorted(by_size):
+        if size > len(leaves):
+            problems.append(
+                f"checkpoint of size {size} covers entries the export lacks "
+                f"(it holds {len(leaves)}): entries were dropped"
+            )
+            continue
+        while frontier.size < size:
+            frontier.append(leaves[frontier.size])
+        if not constant_time_equal(frontier.root(), by_size[size].root):
+            problems.append(
+                f"the entries do not match the signed checkpoint of size {size}: "
+                f"an entry between {previous_good} and {size - 1} was changed, dropped or reordered"
+            )
+        else:
+            previous_good = size
+
+    # Consistency proofs between successive checkpoints, as the log served them.
+    for item in document.get("consistency") or []:
+        try:
+            old, new = int(item["old"]), int(item["new"])
+            proof = [_decode_b64(p, "consistency proof") for p in item["proof"]]
+            verify_consistency(old, new, by_size[old].root, by_size[new].root, proof)
+        except KeyError as exc:
+            problems.append(f"consistency proof refers to an unknown checkpoint {exc}")
+        except (TypeError, ValueError):
+            problems.append("a consistency proof is malformed")
+        except ModelpactError as exc:
+            problems.append(
+                f"consistency proof {item.get('old')} -> {item.get('new')}: {exc.summary}"
+            )
+    return report

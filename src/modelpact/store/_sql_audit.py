@@ -1,0 +1,333 @@
+"""The audit log's rows over SQL: :class:`SqlAuditRepository`.
+
+One sequencer at a time
+    :meth:`SqlAuditRepository.lock_for_append` serialises appenders across
+    every process sharing the database.  On PostgreSQL it takes
+    ``pg_advisory_xact_lock`` on a key made from the current schema, so two
+    workspaces in two schemas of one database do not wait for each other; the
+    lock is released when the transaction ends, after its commit is visible.
+    On SQLite every unit of work begins with ``BEGIN IMMEDIATE`` and so holds
+    the database's only write lock from its first statement: the lock is
+    already there and the call only records that it was asked for.  Either way
+    a wait longer than :data:`LOCK_TIMEOUT_MS` raises ``StorageUnavailable``
+    (SQLite: ``busy_timeout`` at the start of the unit of work; PostgreSQL:
+    ``lock_timeout`` for this transaction, unless the server sets a shorter
+    one).
+
+Durability
+    A commit returns only once its entries would survive a crash of the
+    machine: SQLite runs WAL with ``synchronous=FULL`` (the WAL is fsynced at
+    every commit); on PostgreSQL the default ``synchronous_commit=on`` flushes
+    the WAL before the commit returns, and :meth:`lock_for_append` raises
+    ``synchronous_commit=off`` (set by a role, a database or the URL) to ``on``
+    for the appending transaction.  What the server itself promises
+    (``fsync=off``, a disk that lies) is the operator's to get right.  Every
+    database failure while appending or committing is raised, never
+    swallowed: ``AlreadyExists`` for an index or node that is taken,
+    ``StorageUnavailable`` for anything else, including a failed commit
+    (whose outcome, if the connection was lost, may be that it did commit:
+    a caller failing closed then refuses a request whose entry may yet be in
+    the log, which is the safe way round).
+
+Reads of node hashes take one query per group (leaf hashes from
+``audit_entries``, higher levels from ``audit_nodes``), in chunks of
+:data:`IN_CHUNK` ids; each looks its rows up through the primary key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+
+from modelpact.errors import AlreadyExists, InvalidInput, ModelpactError, NotFound
+from modelpact.store._schema import audit_checkpoints, audit_entries, audit_nodes
+from modelpact.store._sql_session import Session
+from modelpact.store.records import (
+    AuditEntryRecord,
+    CheckpointRecord,
+    require_hash,
+)
+
+__all__ = ["INSERT_CHUNK", "IN_CHUNK", "LOCK_TIMEOUT_MS", "MAX_LEVEL", "SqlAuditRepository"]
+
+LOCK_TIMEOUT_MS = 5000
+"""How long an appender waits for the sequencer lock on PostgreSQL (SQLite: ``busy_timeout``)."""
+INSERT_CHUNK = 1000
+"""Rows per ``executemany`` call."""
+IN_CHUNK = 500
+"""Ids per ``IN`` list (well below SQLite's and PostgreSQL's parameter limits)."""
+MAX_LEVEL = 62
+"""The highest node level an index of at most 2**63 - 1 leaves can have."""
+_MAX_INDEX = 2**63 - 1
+
+# One round trip: the MATERIALIZED CTE is evaluated (both settings made local to this
+# transaction) before the outer SELECT asks for the lock.  A NULL key would take no lock
+# (the function is STRICT), hence the coalesce.
+_POSTGRES_LOCK = sa.text(
+    """
+    WITH settings AS MATERIALIZED (
+        SELECT
+            set_config(
+                'lock_timeout',
+                CASE current_setting('lock_timeout')
+                    WHEN '0' THEN :lock_timeout ELSE current_setting('lock_timeout') END,
+                true
+            ) AS lock_timeout,
+            set_config(
+                'synchronous_commit',
+                CASE current_setting('synchronous_commit')
+                    WHEN 'off' THEN 'on' ELSE current_setting('synchronous_commit') END,
+                true
+            ) AS synchronous_commit
+    )
+    SELECT pg_advisory_xact_lock(
+        hashtext('modelpact.audit:' || coalesce(current_schema(), ''))
+    ) FROM settings
+    """
+)
+
+_ENTRY_COLUMNS = (
+    audit_entries.c.idx,
+    audit_entries.c.leaf_hash,
+    audit_entries.c.entry,
+    audit_entries.c.appended_at,
+)
+
+_T = TypeVar("_T")
+
+
+def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _entry_record(row: sa.Row[Any]) -> AuditEntryRecord:
+    return AuditEntryRecord(
+        idx=int(row.idx),
+        leaf_hash=bytes(row.leaf_hash),
+        entry=bytes(row.entry),
+        appended_at=row.appended_at,
+    )
+
+
+def _checkpoint_record(row: sa.Row[Any]) -> CheckpointRecord:
+    return CheckpointRecord(
+        size=int(row.size), root=bytes(row.root), note=row.note, issued_at=row.issued_at
+    )
+
+
+def _is_index(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_INDEX
+
+
+def _check_entries(entries: Sequence[AuditEntryRecord]) -> None:
+    for record in entries:
+        if not isinstance(record, AuditEntryRecord):
+            raise InvalidInput(f"expected an AuditEntryRecord, got {type(record).__name__}")
+    first = entries[0].idx
+    for offset, record in enumerate(entries):
+        if record.idx != first + offset:
+            raise InvalidInput(
+                f"audit entries must have consecutive indexes: {record.idx} follows "
+                f"{first + offset - 1}"
+            )
+
+
+def _check_nodes(nodes: Sequence[tuple[int, int, bytes]], size: int) -> None:
+    """Refuse a node at level 0 or above MAX_LEVEL, or one covering leaves beyond ``size``."""
+    for level, idx, digest in nodes:
+        if not (isinstance(level, int) and 1 <= level <= MAX_LEVEL) or not _is_index(idx):
+            raise InvalidInput(
+                f"an audit node must have 1 <= level <= {MAX_LEVEL} and idx >= 0: "
+                f"({level!r}, {idx!r})",
+                hint="level-0 hashes are the entries' leaf hashes",
+            )
+        require_hash(digest, f"audit node ({level}, {idx}) hash")
+        if (idx + 1) << level > size:
+            raise InvalidInput(
+                f"audit node ({level}, {idx}) covers leaves up to {((idx + 1) << level) - 1}, "
+                f"but the log will have {size} entries",
+                hint="store only complete subtrees",
+            )
+
+
+class SqlAuditRepository:
+    """:class:`~modelpact.store.interfaces.AuditRepository` over SQL (see the module docstring)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        # SQLite's unit of work holds the write lock from BEGIN IMMEDIATE on.
+        self._locked = session.dialect == "sqlite"
+        self._asked = False
+        # The size as of the last read or append, trusted only under the lock.
+        self._known_size: int | None = None
+
+    # --- appending ------------------------------------------------------------------------
+
+    def lock_for_append(self) -> None:
+        """Hold the sequencer lock until the unit of work ends (see the module docstring)."""
+        if self._asked:
+            return
+        if self._session.dialect == "postgresql":
+            self._session.execute(
+                _POSTGRES_LOCK.bindparams(lock_timeout=f"{LOCK_TIMEOUT_MS}ms")
+            ).all()
+        # SQLite: nothing to do; the unit of work began with BEGIN IMMEDIATE.
+        self._locked = True
+        self._asked = True
+
+    def size(self) -> int:
+        last = self._session.execute(sa.select(sa.func.max(audit_entries.c.idx))).scalar()
+        size = 0 if last is None else int(last) + 1
+        if self._locked:
+            self._known_size = size
+        return size
+
+    def append(
+        self, entries: Sequence[AuditEntryRecord], nodes: Sequence[tuple[int, int, bytes]]
+    ) -> None:
+        if not entries and not nodes:
+            return
+        if entries:
+            _check_entries(entries)
+        self.lock_for_append()
+        size = self._known_size if self._known_size is not None else self.size()
+        if entries:
+            first = entries[0].idx
+            if first < size:
+                raise AlreadyExists(
+                    f"audit entry {first} already exists; the log has {size} entries",
+                    hint="take lock_for_append() before reading size()",
+                )
+            if first > size:
+                raise InvalidInput(
+                    f"audit entry {first} would leave a gap; the log has {size} entries"
+                )
+        new_size = size + len(entries)
+        _check_nodes(nodes, new_size)
+
+        def duplicate() -> ModelpactError:
+            self._known_size = None  # someone wrote without the lock; read it again
+            return AlreadyExists(
+                "an audit entry or node being appended already exists",
+                hint="take lock_for_append() before reading size()",
+            )
+
+        entry_rows = [
+            {
+                "idx": record.idx,
+                "leaf_hash": record.leaf_hash,
+                "entry": record.entry,
+                "appended_at": record.appended_at,
+            }
+            for record in entries
+        ]
+        node_rows = [{"level": level, "idx": idx, "hash": digest} for level, idx, digest in nodes]
+        batches: list[tuple[sa.Executable, Sequence[dict[str, Any]]]] = []
+        batches.extend((sa.insert(audit_entries), c) for c in _chunks(entry_rows, INSERT_CHUNK))
+        batches.extend((sa.insert(audit_nodes), c) for c in _chunks(node_rows, INSERT_CHUNK))
+        self._session.write_many(batches, duplicate=duplicate)
+        self._known_size = new_size
+
+    # --- reading --------------------------------------------------------------------------
+
+    def nodes(self, ids: Collection[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        leaves: set[int] = set()
+        inner: set[tuple[int, int]] = set()
+        for level, idx in ids:
+            if not _is_index(idx) or not isinstance(level, int):
+                continue
+            if level == 0:
+                leaves.add(idx)
+            elif 1 <= level <= MAX_LEVEL:
+                inner.add((level, idx))
+        found: dict[tuple[int, int], bytes] = {}
+        for leaf_chunk in _chunks(sorted(leaves), IN_CHUNK):
+            result = self._session.execute(
+                sa.select(audit_entries.c.idx, audit_entries.c.leaf_hash).where(
+                    audit_entries.c.idx.in_(leaf_chunk)
+                )
+            )
+            for row in result:
+                found[0, int(row.idx)] = bytes(row.leaf_hash)
+        for inner_chunk in _chunks(sorted(inner), IN_CHUNK):
+            by_level: dict[int, list[int]] = {}
+            for level, idx in inner_chunk:
+                by_level.setdefault(level, []).append(idx)
+            # Not (level, idx) IN (...): SQLite would scan the table for that.
+            result = self._session.execute(
+                sa.select(audit_nodes.c.level, audit_nodes.c.idx, audit_nodes.c.hash).where(
+                    sa.or_(
+                        *(
+                            sa.and_(audit_nodes.c.level == level, audit_nodes.c.idx.in_(idxs))
+                            for level, idxs in by_level.items()
+                        )
+                    )
+                )
+            )
+            for row in result:
+                found[int(row.level), int(row.idx)] = bytes(row.hash)
+        return found
+
+    def entries(self, start: int, end: int) -> list[AuditEntryRecord]:
+        if not _is_index(start) or not isinstance(end, int) or end < start:
+            raise InvalidInput(
+                f"an audit entry range needs 0 <= start <= end: [{start!r}, {end!r})"
+            )
+        if end == start:
+            return []
+        result = self._session.execute(
+            sa.select(*_ENTRY_COLUMNS)
+            .where(audit_entries.c.idx >= start, audit_entries.c.idx < min(end, _MAX_INDEX))
+            .order_by(audit_entries.c.idx)
+        )
+        return [_entry_record(row) for row in result]
+
+    def entry(self, idx: int) -> AuditEntryRecord:
+        if _is_index(idx):
+            row = self._session.execute(
+                sa.select(*_ENTRY_COLUMNS).where(audit_entries.c.idx == idx)
+            ).first()
+            if row is not None:
+                return _entry_record(row)
+        raise NotFound(f"the audit log has no entry {idx!r}")
+
+    # --- checkpoints ----------------------------------------------------------------------
+
+    def add_checkpoint(self, record: CheckpointRecord) -> None:
+        size = self.size()
+        if record.size > size:
+            raise InvalidInput(
+                f"no checkpoint for size {record.size}: the log has only {size} entries"
+            )
+        self._session.write(
+            sa.insert(audit_checkpoints).values(
+                size=record.size, root=record.root, note=record.note, issued_at=record.issued_at
+            ),
+            duplicate=lambda: AlreadyExists(
+                f"the audit log already has a checkpoint for size {record.size}"
+            ),
+        )
+
+    def checkpoint(self, size: int) -> CheckpointRecord:
+        if _is_index(size):
+            row = self._session.execute(
+                sa.select(audit_checkpoints).where(audit_checkpoints.c.size == size)
+            ).first()
+            if row is not None:
+                return _checkpoint_record(row)
+        raise NotFound(f"the audit log has no checkpoint for size {size!r}")
+
+    def latest_checkpoint(self) -> CheckpointRecord | None:
+        row = self._session.execute(
+            sa.select(audit_checkpoints).order_by(audit_checkpoints.c.size.desc()).limit(1)
+        ).first()
+        return None if row is None else _checkpoint_record(row)
+
+    def checkpoints(self) -> list[CheckpointRecord]:
+        result = self._session.execute(
+            sa.select(audit_checkpoints).order_by(audit_checkpoints.c.size)
+        )
+        return [_checkpoint_record(row) for row in result]
