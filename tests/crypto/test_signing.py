@@ -96,3 +96,24 @@ def test_a_key_owned_by_another_user_is_refused(tmp_path: Path) -> None:
             SigningKey.load(path)
     else:  # an unprivileged user cannot give files away; the uid check still runs
         assert SigningKey.load(path).verify_key == KEY.verify_key
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.text(),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(json_values)
+def test_fast_path_yields_exactly_rfc8785_bytes(value: object) -> None:
+    import rfc8785
+
+    try:
+        expected = rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, UnicodeEncodeError, ValueError):
+        with pytest.raises(InvalidInput):
+            canonical_json(value)
+        return
+    assert canonical_json(value) == expected

@@ -46,6 +46,35 @@ class Session:
         with self.database.errors():
             return self.connection.execute(statement)
 
+    def query(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        """Run hand-written SQL on the hot path, skipping SQLAlchemy's statement compiler.
+
+        ``sql`` marks parameters with ``?``; they are rewritten for the driver.  Only
+        for fixed statement shapes written in this package, never for outside text.
+        """
+        self._check_active()
+        if self.connection.dialect.paramstyle != "qmark":
+            sql = sql.replace("?", "%s")
+        with self.database.errors():
+            return list(self.connection.exec_driver_sql(sql, tuple(params)).fetchall())
+
+    def write_raw(
+        self,
+        batches: Sequence[tuple[str, Sequence[Sequence[Any]]]],
+        *,
+        duplicate: Callable[[], ModelpactError],
+    ) -> None:
+        """``write_many`` for the audit log's hot path: hand-written INSERTs, executemany.
+
+        Same savepoint and error translation; ``?`` marks parameters as in :meth:`query`.
+        """
+        qmark = self.connection.dialect.paramstyle == "qmark"
+        with self._savepoint(duplicate, None):
+            for sql, rows in batches:
+                if rows:
+                    statement = sql if qmark else sql.replace("?", "%s")
+                    self.connection.exec_driver_sql(statement, [tuple(r) for r in rows])
+
     def write(
         self,
         *statements: sa.Executable,
