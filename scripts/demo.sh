@@ -45,4 +45,8 @@ $MP policy decide --partner acme --charter northwind-acme-screening --purpose di
 $MP policy decide --partner acme --charter northwind-acme-screening --purpose marketing \
   --model cancer-screen --version 1.0.0 --action predict
 
+step "Everything above is in the tamper-evident audit log; an auditor checks it offline"
+$MP audit export --out "$WORK/audit.json"
+$MP audit verify "$WORK/audit.json" --public-key "$OWNER_KEY"
+
 printf '\nDemo workspace left in %s (delete it when done).\n' "$WORK"

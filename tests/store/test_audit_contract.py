@@ -11,6 +11,7 @@ import json
 import secrets
 import threading
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -26,11 +27,21 @@ from modelpact.store import (
     _sql_audit,
     open_store,
 )
-from modelpact.store._schema import events, partners
+from modelpact.store._schema import partners
 from modelpact.store.sql import MIGRATIONS, create_store_engine
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 654321, tzinfo=UTC)
 AUDIT_TABLES = ["audit_checkpoints", "audit_entries", "audit_nodes"]
+# The events table as 0001 made it; 0003 drops it (its downgrade brings it back, empty).
+EVENTS_0001 = sa.table(
+    "events",
+    sa.column("seq", sa.BigInteger()),
+    sa.column("at", sa.DateTime(timezone=True)),
+    sa.column("actor", sa.String()),
+    sa.column("kind", sa.String()),
+    sa.column("subject", sa.String()),
+    sa.column("detail", sa.Text()),
+)
 
 
 def canonical(idx: int) -> bytes:
@@ -687,11 +698,23 @@ def _tables_and_version(url: str) -> tuple[set[str], str]:
         engine.dispose()
 
 
+def _events_count(url: str) -> int:
+    engine = create_store_engine(url)
+    try:
+        with engine.connect() as connection:
+            return int(
+                connection.execute(sa.select(sa.func.count()).select_from(EVENTS_0001)).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
 def test_upgrade_from_0001_keeps_existing_rows(store_url: str) -> None:
     _migrate(store_url, "0001")
     tables, version = _tables_and_version(store_url)
     assert version == "0001"
     assert not tables & set(AUDIT_TABLES)
+    assert "events" in tables
     acme = PartnerRecord("acme", "ACME", "ed25519:acme", "active", T0, T0)
     engine = create_store_engine(store_url)
     try:
@@ -707,7 +730,7 @@ def test_upgrade_from_0001_keeps_existing_rows(store_url: str) -> None:
                 )
             )
             connection.execute(
-                sa.insert(events).values(
+                sa.insert(EVENTS_0001).values(
                     seq=1,
                     at=T0,
                     actor="owner",
@@ -722,11 +745,11 @@ def test_upgrade_from_0001_keeps_existing_rows(store_url: str) -> None:
     store = open_store(store_url)
     try:
         tables, version = _tables_and_version(store_url)
-        assert version == "0002"
+        assert version == "0003"
         assert set(AUDIT_TABLES) <= tables
+        assert "events" not in tables  # dropped, rows and all
         with store.unit_of_work() as work:
             assert work.partners.list() == [acme]
-            assert [(e.seq, e.kind) for e in work.events.list()] == [(1, "partner.enrolled")]
             assert work.audit.size() == 0
         assert append(store, 3) == 3
     finally:
@@ -736,6 +759,8 @@ def test_upgrade_from_0001_keeps_existing_rows(store_url: str) -> None:
     tables, version = _tables_and_version(store_url)
     assert version == "0001"
     assert not tables & set(AUDIT_TABLES)
+    assert "events" in tables
+    assert _events_count(store_url) == 0  # recreated empty: 0003 discarded the rows
     store = open_store(store_url)
     try:
         with store.unit_of_work() as work:
@@ -743,3 +768,53 @@ def test_upgrade_from_0001_keeps_existing_rows(store_url: str) -> None:
             assert work.audit.size() == 0
     finally:
         store.close()
+
+
+def _events_schema(url: str) -> dict[str, Any]:
+    """Everything the database says about the events table and its indexes."""
+    engine = create_store_engine(url)
+    try:
+        with engine.connect() as connection:
+            inspector = sa.inspect(connection)
+            columns = [
+                {key: str(value) if key == "type" else value for key, value in column.items()}
+                for column in inspector.get_columns("events")
+            ]
+            schema: dict[str, Any] = {
+                "columns": columns,
+                "pk": inspector.get_pk_constraint("events"),
+                "indexes": sorted(inspector.get_indexes("events"), key=lambda i: str(i["name"])),
+                "unique": inspector.get_unique_constraints("events"),
+                "foreign": inspector.get_foreign_keys("events"),
+                "checks": inspector.get_check_constraints("events"),
+            }
+            if connection.dialect.name == "sqlite":
+                ddl = connection.exec_driver_sql(
+                    "SELECT type, name, sql FROM sqlite_master "
+                    "WHERE tbl_name = 'events' ORDER BY name"
+                )
+                schema["ddl"] = [tuple(row) for row in ddl]
+            return schema
+    finally:
+        engine.dispose()
+
+
+def test_downgrade_from_0003_recreates_events_as_0001_made_it(store_url: str) -> None:
+    _migrate(store_url, "0001")
+    made_by_0001 = _events_schema(store_url)
+    assert made_by_0001["pk"]["name"] == "pk_events"
+    assert made_by_0001["pk"]["constrained_columns"] == ["seq"]
+    assert [(i["name"], i["column_names"]) for i in made_by_0001["indexes"]] == [
+        ("ix_events_kind", ["kind"]),
+        ("ix_events_subject", ["subject"]),
+    ]
+
+    _migrate(store_url, "head")
+    tables, version = _tables_and_version(store_url)
+    assert (version, "events" in tables) == ("0003", False)
+
+    _migrate(store_url, "0002", down=True)
+    tables, version = _tables_and_version(store_url)
+    assert version == "0002"
+    assert set(AUDIT_TABLES) <= tables
+    assert _events_schema(store_url) == made_by_0001

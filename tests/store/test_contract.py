@@ -6,7 +6,6 @@ errors raised, transactions, and exact round trips of times, bytes and text.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -396,82 +395,6 @@ def test_charter_set_status(with_partners: SqlStore) -> None:
             work.charters.set_status("northwind-acme-fraud", 2, "paused")
 
 
-# --- events -----------------------------------------------------------------------------
-
-
-def test_event_seq_counts_from_one(store: SqlStore) -> None:
-    with store.unit_of_work() as work:
-        assert work.events.append(at(1), "owner", "partner.enrolled", "acme", "{}") == 1
-        assert work.events.append(at(2), "owner", "charter.applied", "acme", '{"v": 1}') == 2
-    with store.unit_of_work() as work:
-        assert work.events.append(at(3), "owner", "partner.enrolled", "globex", "{}") == 3
-    with store.unit_of_work() as work:
-        listed = work.events.list()
-    assert [(e.seq, e.at, e.actor, e.kind, e.subject, e.detail) for e in listed] == [
-        (1, at(1), "owner", "partner.enrolled", "acme", "{}"),
-        (2, at(2), "owner", "charter.applied", "acme", '{"v": 1}'),
-        (3, at(3), "owner", "partner.enrolled", "globex", "{}"),
-    ]
-
-
-def test_events_filtered_oldest_first(store: SqlStore) -> None:
-    with store.unit_of_work() as work:
-        work.events.append(at(1), "owner", "partner.enrolled", "acme", "{}")
-        work.events.append(at(2), "owner", "partner.enrolled", "globex", "{}")
-        work.events.append(at(3), "system", "partner.suspended", "acme", "{}")
-        work.events.append(at(4), "owner", "partner.enrolled", "acme", "{}")
-    with store.unit_of_work() as work:
-        assert [e.seq for e in work.events.list(kind="partner.enrolled")] == [1, 2, 4]
-        assert [e.seq for e in work.events.list(subject="acme")] == [1, 3, 4]
-        assert [e.seq for e in work.events.list(kind="partner.enrolled", subject="acme")] == [1, 4]
-        assert work.events.list(kind="nothing") == []
-
-
-def test_rolled_back_append_leaves_no_gap(store: SqlStore) -> None:
-    with store.unit_of_work() as work:
-        work.events.append(at(1), "owner", "a", "s", "{}")
-
-    def append_then_fail() -> None:
-        with store.unit_of_work() as work:
-            work.events.append(at(2), "owner", "b", "s", "{}")
-            raise RuntimeError("boom")
-
-    with pytest.raises(RuntimeError, match="boom"):
-        append_then_fail()
-    with store.unit_of_work() as work:
-        assert work.events.append(at(3), "owner", "c", "s", "{}") == 2
-        assert [e.kind for e in work.events.list()] == ["a", "c"]
-
-
-def test_concurrent_appends_get_dense_distinct_numbers(store_url: str) -> None:
-    stores = [open_store(store_url) for _ in range(4)]
-    seqs: list[int] = []
-    failures: list[BaseException] = []
-    lock = threading.Lock()
-
-    def writer(target: SqlStore, name: str) -> None:
-        try:
-            for i in range(10):
-                with target.unit_of_work() as work:
-                    seq = work.events.append(at(i), name, "tick", name, "{}")
-                with lock:
-                    seqs.append(seq)
-        except BaseException as error:  # reported below, not lost in the thread
-            failures.append(error)
-
-    threads = [
-        threading.Thread(target=writer, args=(s, f"writer-{n}")) for n, s in enumerate(stores)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for opened in stores:
-        opened.close()
-    assert failures == []
-    assert sorted(seqs) == list(range(1, 41))
-
-
 # --- transactions -----------------------------------------------------------------------
 
 
@@ -490,7 +413,6 @@ def test_exception_rolls_back_everything(store: SqlStore) -> None:
             work.models.add_version(version(number="2"), serve=True)
             work.models.add_version(version("brand-new"), serve=True)
             work.charters.add(charter())
-            work.events.append(at(1), "owner", "k", "s", "{}")
             raise BoomError
 
     with pytest.raises(BoomError):
@@ -503,7 +425,6 @@ def test_exception_rolls_back_everything(store: SqlStore) -> None:
         assert work.models.get_model("fraud-detector").served_version == "1"
         assert [v.version for v in work.models.list_versions("fraud-detector")] == ["1"]
         assert work.charters.list() == []
-        assert work.events.list() == []
 
 
 def test_failed_write_leaves_the_unit_of_work_usable(store: SqlStore) -> None:
@@ -558,11 +479,9 @@ def test_times_come_back_aware_in_utc_at_the_same_instant(store: SqlStore) -> No
     record = PartnerRecord("acme", "ACME", "ed25519:k", "active", local, local)
     with store.unit_of_work() as work:
         work.partners.add(record)
-        work.events.append(local, "owner", "k", "s", "{}")
     with store.unit_of_work() as work:
         stored = work.partners.get("acme")
-        event = work.events.list()[0]
-    for value in (stored.created_at, stored.updated_at, event.at):
+    for value in (stored.created_at, stored.updated_at):
         assert value == local
         assert value.utcoffset() == timedelta(0)
         assert value.tzinfo is not None
@@ -593,8 +512,6 @@ def test_naive_times_are_refused(store: SqlStore) -> None:
             work.partners.set_status("acme", "suspended", naive)
         with pytest.raises(InvalidInput):
             work.models.set_served("fraud-detector", "1.0.0", naive)
-        with pytest.raises(InvalidInput):
-            work.events.append(naive, "owner", "k", "s", "{}")
 
 
 # --- migrations -------------------------------------------------------------------------

@@ -51,8 +51,6 @@ def test_public_api() -> None:
         "CharterRecord",
         "CharterRepository",
         "CheckpointRecord",
-        "EventLog",
-        "EventRecord",
         "LocalArtifactStore",
         "ModelRecord",
         "ModelRepository",

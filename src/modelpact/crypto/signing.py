@@ -39,7 +39,7 @@ def _plain(value: Any) -> bool:
     if kind is str or kind is bool or value is None:
         return True
     if kind is int:
-        return -(2**53) < value < 2**53
+        return bool(-(2**53) < value < 2**53)
     if kind is dict:
         return all(type(k) is str and k.isascii() and _plain(v) for k, v in value.items())
     if kind is list or kind is tuple:

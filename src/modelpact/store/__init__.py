@@ -12,7 +12,6 @@ types.
       store = open_store("sqlite:///workspace/modelpact.db")
       with store.unit_of_work() as work:
           work.partners.add(partner)
-          work.events.append(now, "owner", "partner.enrolled", partner.id, "{}")
 
 - ``work.audit`` (:class:`AuditRepository`) keeps the rows of the
   tamper-evident audit log: entries, Merkle subtree hashes and checkpoints;
@@ -25,7 +24,6 @@ from modelpact.store.interfaces import (
     ArtifactStore,
     AuditRepository,
     CharterRepository,
-    EventLog,
     ModelRepository,
     PartnerRepository,
     Store,
@@ -37,7 +35,6 @@ from modelpact.store.records import (
     AuditEntryRecord,
     CharterRecord,
     CheckpointRecord,
-    EventRecord,
     ModelRecord,
     ModelVersionRecord,
     PartnerRecord,
@@ -53,8 +50,6 @@ __all__ = [
     "CharterRecord",
     "CharterRepository",
     "CheckpointRecord",
-    "EventLog",
-    "EventRecord",
     "LocalArtifactStore",
     "ModelRecord",
     "ModelRepository",

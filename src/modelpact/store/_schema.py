@@ -21,7 +21,6 @@ __all__ = [
     "audit_entries",
     "audit_nodes",
     "charters",
-    "events",
     "metadata",
     "model_versions",
     "models",
@@ -116,17 +115,6 @@ charters = sa.Table(
     sa.Column("status", sa.String(), nullable=False),
     sa.Column("applied_at", UtcDateTime(), nullable=False),
     sa.CheckConstraint("status IN ('active', 'superseded', 'terminated')", name="status"),
-)
-
-events = sa.Table(
-    "events",
-    metadata,
-    sa.Column("seq", _Id, primary_key=True, autoincrement=False),
-    sa.Column("at", UtcDateTime(), nullable=False),
-    sa.Column("actor", sa.String(), nullable=False),
-    sa.Column("kind", sa.String(), nullable=False, index=True),
-    sa.Column("subject", sa.String(), nullable=False, index=True),
-    sa.Column("detail", sa.Text(), nullable=False),
 )
 
 # The audit log is the one table set that grows with traffic: no index beyond the

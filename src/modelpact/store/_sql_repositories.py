@@ -19,16 +19,14 @@ from modelpact.errors import (
     InvalidInput,
     ModelpactError,
     NotFound,
-    StorageUnavailable,
 )
-from modelpact.store._schema import charters, events, model_versions, models, partners
+from modelpact.store._schema import charters, model_versions, models, partners
 from modelpact.store._sql_audit import SqlAuditRepository
 from modelpact.store._sql_session import Session
 from modelpact.store.records import (
     CHARTER_STATUSES,
     PARTNER_STATUSES,
     CharterRecord,
-    EventRecord,
     ModelRecord,
     ModelVersionRecord,
     PartnerRecord,
@@ -37,7 +35,6 @@ from modelpact.store.records import (
 
 __all__ = [
     "SqlCharterRepository",
-    "SqlEventLog",
     "SqlModelRepository",
     "SqlPartnerRepository",
     "SqlUnitOfWork",
@@ -280,51 +277,12 @@ class SqlCharterRepository:
             raise NotFound(f"charter {charter_id!r} has no version {version}")
 
 
-class SqlEventLog:
-    """:class:`~modelpact.store.interfaces.EventLog` over SQL.
-
-    ``seq`` is ``max(seq) + 1`` under a lock (``LOCK TABLE … IN EXCLUSIVE MODE``
-    on PostgreSQL, the ``BEGIN IMMEDIATE`` write lock on SQLite), so numbers have
-    no gaps and a reader never sees seq 7 before seq 6 is committed.
-    """
-
-    def __init__(self, session: Session) -> None:
-        self._session = session
-
-    def append(self, at: datetime, actor: str, kind: str, subject: str, detail: str) -> int:
-        require_aware(at, "at")
-        if self._session.dialect == "postgresql":
-            self._session.execute(sa.text("LOCK TABLE events IN EXCLUSIVE MODE"))
-        last = self._session.execute(sa.select(sa.func.max(events.c.seq))).scalar()
-        seq = 1 if last is None else int(last) + 1
-        self._session.write(
-            sa.insert(events).values(
-                seq=seq, at=at, actor=actor, kind=kind, subject=subject, detail=detail
-            ),
-            duplicate=lambda: StorageUnavailable(
-                "event log sequence collided; another writer bypassed the lock"
-            ),
-        )
-        return seq
-
-    def list(
-        self, *, kind: str | None = None, subject: str | None = None
-    ) -> builtins.list[EventRecord]:
-        query = sa.select(events).order_by(events.c.seq)
-        if kind is not None:
-            query = query.where(events.c.kind == kind)
-        if subject is not None:
-            query = query.where(events.c.subject == subject)
-        return [EventRecord(**row._mapping) for row in self._session.execute(query)]
-
-
 class SqlUnitOfWork:
-    """:class:`~modelpact.store.interfaces.UnitOfWork`: five repositories on one transaction."""
+    """:class:`~modelpact.store.interfaces.UnitOfWork`: four repositories on one transaction."""
 
     def __init__(self, session: Session) -> None:
         self._session = session
         self.partners = SqlPartnerRepository(session)
         self.models = SqlModelRepository(session)
         self.charters = SqlCharterRepository(session)
-        self.events = SqlEventLog(session)
         self.audit = SqlAuditRepository(session)

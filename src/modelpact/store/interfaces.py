@@ -1,7 +1,7 @@
 """The narrow storage interfaces the rest of modelpact is written against.
 
 A :class:`Store` hands out units of work; a :class:`UnitOfWork` is one
-transaction holding five repositories.  Every method raises only
+transaction holding four repositories.  Every method raises only
 :mod:`modelpact.errors` types:
 
 - :class:`~modelpact.errors.NotFound` for a row that is not there;
@@ -32,7 +32,6 @@ from modelpact.store.records import (
     AuditEntryRecord,
     CharterRecord,
     CheckpointRecord,
-    EventRecord,
     ModelRecord,
     ModelVersionRecord,
     PartnerRecord,
@@ -42,7 +41,6 @@ __all__ = [
     "ArtifactStore",
     "AuditRepository",
     "CharterRepository",
-    "EventLog",
     "ModelRepository",
     "PartnerRepository",
     "Store",
@@ -128,24 +126,6 @@ class CharterRepository(Protocol):
 
     def set_status(self, charter_id: str, version: int, status: str) -> None:
         """Change one version's status; ``NotFound`` if absent."""
-        ...
-
-
-class EventLog(Protocol):
-    """An append-only log of what happened; numbers are dense and in commit order."""
-
-    def append(self, at: datetime, actor: str, kind: str, subject: str, detail: str) -> int:
-        """Append one event (``detail`` is JSON text) and return its ``seq`` (1, 2, 3, …).
-
-        Appends are serialised: a unit of work that appended holds the log until
-        it ends, so keep such units of work short and append as their last step.
-        """
-        ...
-
-    def list(
-        self, *, kind: str | None = None, subject: str | None = None
-    ) -> builtins.list[EventRecord]:
-        """Events, oldest first, optionally only those of one kind and/or one subject."""
         ...
 
 
@@ -241,9 +221,6 @@ class UnitOfWork(Protocol):
 
     @property
     def charters(self) -> CharterRepository: ...
-
-    @property
-    def events(self) -> EventLog: ...
 
     @property
     def audit(self) -> AuditRepository: ...

@@ -1,9 +1,9 @@
 """Plain records the store keeps: what a row holds, nothing of what it means.
 
 Every time is a timezone-aware :class:`~datetime.datetime`; the store returns
-them in UTC.  JSON documents (a model card, an event's detail, a signed charter
-envelope) are kept as the exact text given, never parsed or re-serialised, so a
-signature over that text still verifies after a round trip.
+them in UTC.  JSON documents (a model card, a signed charter envelope) are
+kept as the exact text given, never parsed or re-serialised, so a signature
+over that text still verifies after a round trip.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ __all__ = [
     "AuditEntryRecord",
     "CharterRecord",
     "CheckpointRecord",
-    "EventRecord",
     "ModelRecord",
     "ModelVersionRecord",
     "PartnerRecord",
@@ -123,21 +122,6 @@ class CharterRecord:
     def __post_init__(self) -> None:
         _require_status(self.status, CHARTER_STATUSES, "charter")
         require_aware(self.applied_at, "applied_at")
-
-
-@dataclass(frozen=True, slots=True)
-class EventRecord:
-    """One entry of the event log; ``seq`` counts 1, 2, 3, … in commit order."""
-
-    seq: int
-    at: datetime
-    actor: str
-    kind: str
-    subject: str
-    detail: str  # JSON text
-
-    def __post_init__(self) -> None:
-        require_aware(self.at, "at")
 
 
 @dataclass(frozen=True, slots=True)
