@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,7 @@ from modelpact.audit.log import AuditLog, Receipt, append_within
 from modelpact.audit.tree import verify_consistency, verify_inclusion
 from modelpact.crypto import SigningKey
 from modelpact.errors import AuditUnavailable, StorageUnavailable
-from modelpact.store import SqlStore, Store, UnitOfWork, open_store
+from modelpact.store import AuditAppender, SqlStore, Store, UnitOfWork, open_store
 
 KEY = SigningKey.generate()
 ORIGIN = "modelpact/test/log"
@@ -131,6 +132,22 @@ class _FailingCommits:
 
     def unit_of_work(self) -> AbstractContextManager[UnitOfWork]:
         return self._uow()
+
+    def audit_appender(self) -> AuditAppender:
+        outer = self
+        inner = self.inner.audit_appender()
+
+        class Appender:
+            def append(self, build: Any) -> int:
+                if outer.failing:  # the batch is built, then the commit's fsync fails
+                    inner.append(lambda size, reader: ([], []))
+                    raise StorageUnavailable("fsync failed: Input/output error")
+                return inner.append(build)
+
+            def close(self) -> None:
+                inner.close()
+
+        return Appender()
 
     def close(self) -> None:
         self.inner.close()

@@ -29,6 +29,7 @@ from modelpact.store.sql import SqlUnitOfWork
 MODULES = [
     "modelpact.store",
     "modelpact.store._schema",
+    "modelpact.store._sql_appender",
     "modelpact.store._sql_audit",
     "modelpact.store._sql_errors",
     "modelpact.store._sql_repositories",
@@ -46,7 +47,9 @@ def test_public_api() -> None:
         "CHARTER_STATUSES",
         "PARTNER_STATUSES",
         "ArtifactStore",
+        "AuditAppender",
         "AuditEntryRecord",
+        "AuditNodeReader",
         "AuditRepository",
         "CharterRecord",
         "CharterRepository",

@@ -26,13 +26,21 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from modelpact.audit.checkpoint import Checkpoint, sign_checkpoint
 from modelpact.audit.entries import AuditEntry, encode_entry
-from modelpact.audit.tree import Frontier, consistency_proof, inclusion_proof, leaf_hash, tree_root
+from modelpact.audit.tree import (
+    Frontier,
+    NodeReader,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    tree_root,
+)
 from modelpact.crypto import SigningKey
 from modelpact.errors import AlreadyExists, AuditUnavailable, InvalidInput, ModelpactError
-from modelpact.store import AuditEntryRecord, CheckpointRecord, Store, UnitOfWork
+from modelpact.store import AuditAppender, AuditEntryRecord, CheckpointRecord, Store, UnitOfWork
 
 __all__ = ["AuditLog", "Receipt", "append_within", "issue_checkpoint"]
 
@@ -45,10 +53,10 @@ class Receipt:
     leaf_hash: bytes
 
 
-def _write(
-    uow: UnitOfWork, frontier: Frontier, blobs: Sequence[bytes], now: datetime
-) -> list[Receipt]:
-    """Append ``blobs`` at the end of the log inside ``uow``; ``frontier`` must be current."""
+def _rows(
+    frontier: Frontier, blobs: Sequence[bytes], now: datetime
+) -> tuple[list[AuditEntryRecord], list[tuple[int, int, bytes]], list[Receipt]]:
+    """The rows that append ``blobs`` at the end of the log; advances ``frontier``."""
     receipts: list[Receipt] = []
     records: list[AuditEntryRecord] = []
     nodes: list[tuple[int, int, bytes]] = []
@@ -58,6 +66,14 @@ def _write(
         nodes.extend((level, at, digest) for (level, at), digest in frontier.append(leaf) if level)
         records.append(AuditEntryRecord(idx=index, leaf_hash=leaf, entry=blob, appended_at=now))
         receipts.append(Receipt(index, leaf))
+    return records, nodes, receipts
+
+
+def _write(
+    uow: UnitOfWork, frontier: Frontier, blobs: Sequence[bytes], now: datetime
+) -> list[Receipt]:
+    """Append ``blobs`` at the end of the log inside ``uow``; ``frontier`` must be current."""
+    records, nodes, receipts = _rows(frontier, blobs, now)
     uow.audit.append(records, nodes)
     return receipts
 
@@ -110,6 +126,9 @@ class AuditLog:
     while entries arrive, and on demand.
     """
 
+    #: The longest a batch waits for writers expected back from the previous one (seconds).
+    LINGER = 0.001
+
     def __init__(
         self,
         store: Store,
@@ -129,6 +148,7 @@ class AuditLog:
         self._queue: queue.SimpleQueue[tuple[bytes, Future[Receipt]] | _Stop] = queue.SimpleQueue()
         self._failed: str | None = None
         self._frontier: Frontier | None = None
+        self._appender: AuditAppender | None = None  # the writer thread's own connection
         self._last_checkpoint_at = float("-inf")
         self._checkpoint_lock = threading.Lock()
         self._writer = threading.Thread(target=self._run, name="audit-writer", daemon=True)
@@ -159,21 +179,37 @@ class AuditLog:
         )
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            if self._appender is not None:
+                self._appender.close()
+
+    def _loop(self) -> None:
+        # Group commit: take what has queued up.  When the last batch was larger, wait a
+        # moment (at most LINGER) for the writers that were in it to come back, so one
+        # fsync keeps serving all of them instead of splitting them over two commits.
+        expected = 1
         while True:
             item = self._queue.get()
             if isinstance(item, _Stop):
                 return
             batch = [item]
             stop = False
+            deadline = time.monotonic() + self.LINGER
             while len(batch) < self._max_batch:
                 try:
-                    more = self._queue.get_nowait()
+                    if len(batch) < expected:
+                        more = self._queue.get(timeout=max(deadline - time.monotonic(), 0))
+                    else:
+                        more = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if isinstance(more, _Stop):
                     stop = True
                     break
                 batch.append(more)
+            expected = len(batch)
             self._commit(batch)
             if stop:
                 return
@@ -183,13 +219,21 @@ class AuditLog:
             for _, future in batch:
                 future.set_exception(self._unavailable())
             return
+        blobs = [blob for blob, _ in batch]
+        now = self._clock()
+        receipts: list[Receipt] = []
+
+        def build(size: int, reader: NodeReader) -> tuple[Any, Any]:
+            if self._frontier is None or self._frontier.size != size:
+                self._frontier = Frontier.load(size, reader)  # another process appended
+            records, nodes, made = _rows(self._frontier, blobs, now)
+            receipts.extend(made)
+            return records, nodes
+
         try:
-            with self._store.unit_of_work() as uow:
-                uow.audit.lock_for_append()
-                size = uow.audit.size()
-                if self._frontier is None or self._frontier.size != size:
-                    self._frontier = Frontier.load(size, uow.audit)
-                receipts = _write(uow, self._frontier, [blob for blob, _ in batch], self._clock())
+            if self._appender is None:
+                self._appender = self._store.audit_appender()
+            self._appender.append(build)
         except BaseException as exc:  # fail-stop on anything, then report it
             self._failed = f"{type(exc).__name__}: {exc}"[:300]
             self._frontier = None

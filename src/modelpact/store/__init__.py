@@ -22,6 +22,8 @@ types.
 from modelpact.store.files import LocalArtifactStore, check_artifact_key
 from modelpact.store.interfaces import (
     ArtifactStore,
+    AuditAppender,
+    AuditNodeReader,
     AuditRepository,
     CharterRepository,
     ModelRepository,
@@ -45,7 +47,9 @@ __all__ = [
     "CHARTER_STATUSES",
     "PARTNER_STATUSES",
     "ArtifactStore",
+    "AuditAppender",
     "AuditEntryRecord",
+    "AuditNodeReader",
     "AuditRepository",
     "CharterRecord",
     "CharterRepository",

@@ -23,7 +23,7 @@ no ``.`` or ``..`` segment.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol
@@ -39,6 +39,8 @@ from modelpact.store.records import (
 
 __all__ = [
     "ArtifactStore",
+    "AuditAppender",
+    "AuditNodeReader",
     "AuditRepository",
     "CharterRepository",
     "ModelRepository",
@@ -226,8 +228,37 @@ class UnitOfWork(Protocol):
     def audit(self) -> AuditRepository: ...
 
 
+class AuditNodeReader(Protocol):
+    """Subtree hashes by (level, index), read inside an append's transaction."""
+
+    def nodes(self, ids: Collection[tuple[int, int]]) -> dict[tuple[int, int], bytes]: ...
+
+
+class AuditAppender(Protocol):
+    """The audit log writer's own connection: lock, size, insert, durable commit per batch.
+
+    ``build(size, reader)`` returns the entries (starting at index ``size``) and
+    the level >= 1 nodes to insert; it runs under the sequencer lock.  Any
+    failure rolls the batch back and raises ``StorageUnavailable``.
+    """
+
+    def append(
+        self,
+        build: Callable[
+            [int, AuditNodeReader],
+            tuple[Sequence[AuditEntryRecord], Sequence[tuple[int, int, bytes]]],
+        ],
+    ) -> int: ...
+
+    def close(self) -> None: ...
+
+
 class Store(Protocol):
     """Where records live.  Open once per process; share it between threads."""
+
+    def audit_appender(self) -> AuditAppender:
+        """A dedicated connection for one audit log writer thread."""
+        ...
 
     def unit_of_work(self) -> AbstractContextManager[UnitOfWork]:
         """A transaction: committed when the block ends normally, rolled back if it raises.

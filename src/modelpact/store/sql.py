@@ -41,6 +41,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy.engine import URL, Connection, Engine
 
 from modelpact.errors import InvalidInput, StorageUnavailable
+from modelpact.store._sql_appender import SqlAuditAppender
 from modelpact.store._sql_errors import DatabaseErrors, one_line
 from modelpact.store._sql_repositories import SqlUnitOfWork
 from modelpact.store._sql_session import Session
@@ -201,6 +202,12 @@ class SqlStore:
         finally:
             with contextlib.suppress(sa.exc.SQLAlchemyError):
                 connection.close()
+
+    def audit_appender(self) -> SqlAuditAppender:
+        """A dedicated connection for the audit log's group-commit writer (see its module)."""
+        if self._closed:
+            raise StorageUnavailable(f"the store {self._database.shown} has been closed")
+        return SqlAuditAppender(self._engine, self._database.shown)
 
     def close(self) -> None:
         """Release every pooled connection; further units of work are refused."""
