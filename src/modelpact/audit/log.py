@@ -255,6 +255,13 @@ class AuditLog:
         self._closed = True
         self._queue.put(_Stop())
         self._writer.join()
+        while True:  # anything submitted while closing is refused, never left waiting
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if not isinstance(item, _Stop):
+                item[1].set_exception(AuditUnavailable("the audit log is closed"))
         if self._failed is None:
             self.checkpoint()
 
