@@ -22,44 +22,36 @@ def test_init_creates_private_keys_and_never_prints_secrets(cli: Cli, tmp_path) 
     assert stat.S_IMODE((tmp_path / "ws").stat().st_mode) == 0o700
 
 
+def decide(purpose: str) -> tuple[str, ...]:
+    """``policy decide`` for acme on cancer-screen 1.0.0 under the demo charter."""
+    return (
+        "policy",
+        "decide",
+        "--partner",
+        "acme",
+        "--charter",
+        "northwind-acme-screening",
+        "--purpose",
+        purpose,
+        "--model",
+        "cancer-screen",
+        "--version",
+        "1.0.0",
+    )
+
+
 def test_charter_lifecycle_and_decisions(cli: Cli, setup: Setup) -> None:
     envelope = signed_charter(cli, setup)
     applied = cli("charter", "apply", envelope)
     assert applied.code == 0, applied.err
     assert "applied northwind-acme-screening@v1" in applied.out
 
-    allow = cli(
-        "policy",
-        "decide",
-        "--partner",
-        "acme",
-        "--charter",
-        "northwind-acme-screening",
-        "--purpose",
-        "diagnostic-research",
-        "--model",
-        "cancer-screen",
-        "--version",
-        "1.0.0",
-    )
+    allow = cli(*decide("diagnostic-research"))
     assert allow.code == 0
     assert allow.out.startswith("ALLOW")
     assert "grant 0 of northwind-acme-screening@v1" in allow.out
 
-    deny = cli(
-        "policy",
-        "decide",
-        "--partner",
-        "acme",
-        "--charter",
-        "northwind-acme-screening",
-        "--purpose",
-        "marketing",
-        "--model",
-        "cancer-screen",
-        "--version",
-        "1.0.0",
-    )
+    deny = cli(*decide("marketing"))
     assert deny.out.startswith("DENY")
     assert "purpose is not one" in deny.out
 
@@ -82,20 +74,7 @@ def test_new_version_supersedes_and_diffs(cli: Cli, setup: Setup) -> None:
 
 def test_suspended_partner_is_denied_then_resumed(cli: Cli, setup: Setup) -> None:
     assert cli("charter", "apply", signed_charter(cli, setup)).code == 0
-    ask = (
-        "policy",
-        "decide",
-        "--partner",
-        "acme",
-        "--charter",
-        "northwind-acme-screening",
-        "--purpose",
-        "diagnostic-research",
-        "--model",
-        "cancer-screen",
-        "--version",
-        "1.0.0",
-    )
+    ask = decide("diagnostic-research")
     assert cli("partner", "suspend", "acme").code == 0
     denied = cli(*ask)
     assert denied.out.startswith("DENY") and "suspended or revoked" in denied.out
