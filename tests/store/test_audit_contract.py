@@ -219,7 +219,7 @@ def test_nodes_of_nothing(store: SqlStore) -> None:
         assert work.audit.nodes(set()) == {}
 
 
-def test_a_proof_sized_request_takes_two_queries(store_url: str) -> None:
+def test_a_proof_sized_request_takes_one_query(store_url: str) -> None:
     engine = create_store_engine(store_url)
     store = SqlStore(engine)
     try:
@@ -240,7 +240,7 @@ def test_a_proof_sized_request_takes_two_queries(store_url: str) -> None:
         store.close()
     assert found == {key: all_nodes(40)[key] for key in wanted}
     selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-    assert len(selects) == 2, statements
+    assert len(selects) == 1, statements
 
 
 # --- refused appends --------------------------------------------------------------------

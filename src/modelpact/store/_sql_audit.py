@@ -251,31 +251,33 @@ class SqlAuditRepository:
             elif 1 <= level <= MAX_LEVEL:
                 inner.add((level, idx))
         found: dict[tuple[int, int], bytes] = {}
-        # Hand-written SQL: a proof asks ~40 ids, and compiling an expression of that size
-        # through SQLAlchemy costs more than the lookups themselves.
-        for leaf_chunk in _chunks(sorted(leaves), IN_CHUNK):
-            marks = ",".join("?" * len(leaf_chunk))
-            rows = self._session.query(
-                f"SELECT idx, leaf_hash FROM audit_entries WHERE idx IN ({marks})",  # noqa: S608 - only ? marks are interpolated
-                leaf_chunk,
-            )
-            for idx, digest in rows:
-                found[0, int(idx)] = bytes(digest)
-        for inner_chunk in _chunks(sorted(inner), IN_CHUNK):
-            by_level: dict[int, list[int]] = {}
-            for level, idx in inner_chunk:
-                by_level.setdefault(level, []).append(idx)
-            # Not (level, idx) IN (...): SQLite would scan the table for that.
-            clauses = " OR ".join(
-                f"(level = ? AND idx IN ({','.join('?' * len(idxs))}))"
-                for idxs in by_level.values()
-            )
-            params = [value for level, idxs in by_level.items() for value in (level, *idxs)]
-            rows = self._session.query(
-                f"SELECT level, idx, hash FROM audit_nodes WHERE {clauses}",  # noqa: S608 - only ? marks are interpolated
-                params,
-            )
-            for level, idx, digest in rows:
+        # Hand-written SQL, one round trip for a proof: a proof asks ~40 ids, and compiling
+        # an expression of that size through SQLAlchemy costs more than the lookups.
+        leaf_chunks = list(_chunks(sorted(leaves), IN_CHUNK))
+        inner_chunks = list(_chunks(sorted(inner), IN_CHUNK))
+        for step in range(max(len(leaf_chunks), len(inner_chunks))):
+            parts: list[str] = []
+            params: list[int] = []
+            if step < len(leaf_chunks):
+                chunk = leaf_chunks[step]
+                parts.append(
+                    "SELECT 0, idx, leaf_hash FROM audit_entries "  # noqa: S608 - marks only
+                    f"WHERE idx IN ({','.join('?' * len(chunk))})"
+                )
+                params.extend(chunk)
+            if step < len(inner_chunks):
+                by_level: dict[int, list[int]] = {}
+                for level, idx in inner_chunks[step]:
+                    by_level.setdefault(level, []).append(idx)
+                # Not (level, idx) IN (...): SQLite would scan the table for that.
+                clauses = " OR ".join(
+                    f"(level = ? AND idx IN ({','.join('?' * len(idxs))}))"
+                    for idxs in by_level.values()
+                )
+                parts.append(f"SELECT level, idx, hash FROM audit_nodes WHERE {clauses}")  # noqa: S608
+                params.extend(v for level, idxs in by_level.items() for v in (level, *idxs))
+            # Only "?" marks and fixed SQL are interpolated; every value is a parameter.
+            for level, idx, digest in self._session.query(" UNION ALL ".join(parts), params):
                 found[int(level), int(idx)] = bytes(digest)
         return found
 
