@@ -169,3 +169,19 @@ def test_a_failed_commit_stops_the_log_for_good(store: SqlStore) -> None:
     log.close()
     with store.unit_of_work() as uow:
         assert uow.audit.size() == 1  # nothing unacknowledged was stored
+
+
+def test_a_dead_writer_refuses_instead_of_hanging(store: SqlStore) -> None:
+    log = make_log(store, checkpoint_interval=3600)
+    log.append(entry(0))
+
+    def explode(batch: object) -> None:
+        raise RuntimeError("bug in the writer")
+
+    log._commit = explode  # type: ignore[method-assign,assignment]
+    with pytest.raises(AuditUnavailable):
+        log.submit(entry(1)).result(timeout=10)
+    log._writer.join(timeout=10)
+    with pytest.raises(AuditUnavailable):
+        log.submit(entry(2)).result(timeout=10)
+    log.close()

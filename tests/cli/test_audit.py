@@ -68,6 +68,19 @@ def tampered(setup: Setup, document: dict[str, object], edit: str) -> Path:
         del entries[1]
     elif edit == "reorder":
         entries[1], entries[2] = entries[2], entries[1]
+    elif edit in ("forge-after", "no-checkpoints"):  # add an entry nobody signed
+        from modelpact.audit.tree import leaf_hash
+        from modelpact.crypto import canonical_json
+
+        forged = dict(entries[-1]["entry"], subject="forged@1")
+        digest = leaf_hash(canonical_json(forged))
+        entries.append(
+            {"index": len(entries), "leaf_hash": base64.b64encode(digest).decode(), "entry": forged}
+        )
+        if edit == "no-checkpoints":
+            document["checkpoints"] = []
+    elif edit == "no-proofs":
+        document["consistency"] = []
     elif edit == "rehash":  # change an entry and its recorded leaf hash together
         entries[1]["entry"]["subject"] = "cancer-screen@6.6.6"
         from modelpact.audit.tree import leaf_hash
@@ -87,6 +100,8 @@ def tampered(setup: Setup, document: dict[str, object], edit: str) -> Path:
         ("drop", "entry at position 1 has index 2: entries are missing or reordered"),
         ("reorder", "entry at position 1 has index 2"),
         ("rehash", "do not match the signed checkpoint of size 3"),
+        ("forge-after", "entries 3 to 3 are not covered by any signed checkpoint"),
+        ("no-checkpoints", "no valid signed checkpoint"),
     ],
 )
 def test_verify_names_what_was_changed(cli: Cli, setup: Setup, edit: str, message: str) -> None:
@@ -113,6 +128,30 @@ def test_verify_names_a_fork(cli: Cli, setup: Setup) -> None:
     result = verify(cli, setup, path)
     assert result.code == 1
     assert f"two signed checkpoints of size {size} disagree" in result.out
+
+
+def test_verify_requires_every_consistency_proof(cli: Cli, setup: Setup) -> None:
+    cli("partner", "suspend", "acme")  # a second command: a second checkpoint
+    _, document = export(cli, setup)
+    assert document["consistency"]
+    result = verify(cli, setup, tampered(setup, document, "no-proofs"))
+    assert result.code == 1
+    assert "consistency proof between checkpoints" in result.out
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        '{"format": "modelpact-audit-export/v1", "origin": "o", "entries": 5}',
+        '{"format": "modelpact-audit-export/v1", "origin": "o", "checkpoints": 5}',
+        '{"format": "modelpact-audit-export/v1", "origin": "o", "consistency": {"a": 1}}',
+        "[" * 100_000 + "]" * 100_000,
+    ],
+)
+def test_malformed_exports_are_one_line_errors(cli: Cli, setup: Setup, document: str) -> None:
+    path = setup.root / "bad.json"
+    path.write_text(document)
+    assert_one_line_error(cli("audit", "verify", path, "--public-key", setup.owner_key))
 
 
 def test_verify_with_the_wrong_key_or_junk(cli: Cli, setup: Setup) -> None:

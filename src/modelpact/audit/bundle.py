@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -89,11 +90,18 @@ def verify_export(text: str, key: VerifyKey) -> ExportReport:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"the export is not JSON (line {exc.lineno}): {exc.msg}") from None
+    except (RecursionError, ValueError):
+        raise InvalidInput(
+            "the export is not JSON a verifier can read (nested too deeply)"
+        ) from None
     if not isinstance(document, dict) or document.get("format") != EXPORT_FORMAT:
         raise InvalidInput(f"not a modelpact audit export (format {EXPORT_FORMAT} expected)")
     origin = document.get("origin")
     if not isinstance(origin, str):
         raise InvalidInput("the export names no log origin")
+    for part in ("entries", "checkpoints", "consistency"):
+        if not isinstance(document.get(part, []), list):
+            raise InvalidInput(f"the export's {part} is not a list")
     report = ExportReport()
     problems = report.problems
     if document.get("public_key") != key.encode():
@@ -102,11 +110,12 @@ def verify_export(text: str, key: VerifyKey) -> ExportReport:
     # Entries: in order, gap-free, each hashing to its recorded leaf, each a known schema.
     leaves: list[bytes] = []
     for position, item in enumerate(document.get("entries") or []):
-        if not isinstance(item, dict) or not isinstance(item.get("index"), int):
+        index_value = item.get("index") if isinstance(item, dict) else None
+        if type(index_value) is not int:
             problems.append(f"entry at position {position} is malformed")
             leaves.append(_UNREADABLE)
             continue
-        index = item["index"]
+        index = index_value
         if index != position:
             kind = "missing or reordered" if index > position else "duplicated or reordered"
             problems.append(
@@ -174,8 +183,23 @@ def verify_export(text: str, key: VerifyKey) -> ExportReport:
         else:
             previous_good = size
 
-    # Consistency proofs between successive checkpoints, as the log served them.
+    # Every entry must be covered by a signed checkpoint: entries after the last one are
+    # vouched for by nobody, however well their recorded hashes match.
+    covered = max(by_size, default=0)
+    if not by_size:
+        problems.append("no valid signed checkpoint: nothing in the export is vouched for")
+    elif covered < len(leaves):
+        problems.append(
+            f"entries {covered} to {len(leaves) - 1} are not covered by any signed checkpoint"
+        )
+
+    # Consistency proofs between successive checkpoints, as the log served them: one for
+    # every pair, each verifying.
+    wanted = {(a, b) for a, b in itertools.pairwise(sorted(s for s in by_size if s > 0))}
+    given: set[tuple[int, int]] = set()
     for item in document.get("consistency") or []:
+        if isinstance(item, dict) and type(item.get("old")) is int and type(item.get("new")) is int:
+            given.add((item["old"], item["new"]))
         try:
             old, new = int(item["old"]), int(item["new"])
             proof = [_decode_b64(p, "consistency proof") for p in item["proof"]]
@@ -188,4 +212,6 @@ def verify_export(text: str, key: VerifyKey) -> ExportReport:
             problems.append(
                 f"consistency proof {item.get('old')} -> {item.get('new')}: {exc.summary}"
             )
+    for old, new in sorted(wanted - given):
+        problems.append(f"the consistency proof between checkpoints {old} and {new} is missing")
     return report

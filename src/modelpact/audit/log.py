@@ -39,7 +39,7 @@ from modelpact.audit.tree import (
     tree_root,
 )
 from modelpact.crypto import SigningKey
-from modelpact.errors import AlreadyExists, AuditUnavailable, InvalidInput, ModelpactError
+from modelpact.errors import AlreadyExists, AuditUnavailable, InvalidInput, LogInconsistent
 from modelpact.store import AuditAppender, AuditEntryRecord, CheckpointRecord, Store, UnitOfWork
 
 __all__ = ["AuditLog", "Receipt", "append_within", "issue_checkpoint"]
@@ -108,8 +108,14 @@ def issue_checkpoint(
         record = CheckpointRecord(size=size, root=root, note=note, issued_at=now)
         try:
             uow.audit.add_checkpoint(record)
-        except AlreadyExists:  # another process signed this size first; same root
-            return uow.audit.checkpoint(size)
+        except AlreadyExists:  # another process signed this size first
+            existing = uow.audit.checkpoint(size)
+            if existing.root != root:
+                raise LogInconsistent(
+                    f"two roots for audit log size {size}: the stored checkpoint disagrees",
+                    evidence=(existing.note, note),
+                ) from None
+            return existing
     return record
 
 
@@ -151,6 +157,7 @@ class AuditLog:
         self._appender: AuditAppender | None = None  # the writer thread's own connection
         self._last_checkpoint_at = float("-inf")
         self._checkpoint_lock = threading.Lock()
+        self._state_lock = threading.Lock()  # submit's check-and-put against close and death
         self._writer = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._closed = False
         self._writer.start()
@@ -164,12 +171,14 @@ class AuditLog:
     def submit(self, entry: AuditEntry) -> Future[Receipt]:
         """Queue ``entry``; the future resolves once it is durable (for async callers)."""
         future: Future[Receipt] = Future()
-        if self._failed is not None:
-            future.set_exception(self._unavailable())
-        elif self._closed:
-            future.set_exception(AuditUnavailable("the audit log is closed"))
-        else:
-            self._queue.put((encode_entry(entry), future))
+        blob = encode_entry(entry)
+        with self._state_lock:
+            if self._failed is not None:
+                future.set_exception(self._unavailable())
+            elif self._closed or not self._writer.is_alive():
+                future.set_exception(AuditUnavailable("the audit log is closed"))
+            else:
+                self._queue.put((blob, future))
         return future
 
     def _unavailable(self) -> AuditUnavailable:
@@ -181,9 +190,26 @@ class AuditLog:
     def _run(self) -> None:
         try:
             self._loop()
+        except BaseException as exc:  # the writer must never die silently: fail-stop
+            with self._state_lock:
+                self._failed = self._failed or f"writer stopped: {type(exc).__name__}: {exc}"[:300]
+            if not isinstance(exc, Exception):
+                raise
         finally:
             if self._appender is not None:
                 self._appender.close()
+            self._refuse_queued()
+
+    def _refuse_queued(self) -> None:
+        """Fail every entry still queued, so no caller waits on a writer that is gone."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if not isinstance(item, _Stop):
+                error = self._unavailable() if self._failed else AuditUnavailable("closed")
+                item[1].set_exception(error)
 
     def _loop(self) -> None:
         # Group commit: take what has queued up.  When the last batch was larger, wait a
@@ -210,7 +236,13 @@ class AuditLog:
                     break
                 batch.append(more)
             expected = len(batch)
-            self._commit(batch)
+            try:
+                self._commit(batch)
+            except BaseException:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(AuditUnavailable("the audit log's writer failed"))
+                raise
             if stop:
                 return
 
@@ -245,23 +277,19 @@ class AuditLog:
         for (_, future), receipt in zip(batch, receipts, strict=True):
             future.set_result(receipt)
         if time.monotonic() - self._last_checkpoint_at >= self._interval:
-            with contextlib.suppress(ModelpactError):  # retried after the next batch
+            # Entries are already durable; a failed checkpoint is retried after the next batch.
+            with contextlib.suppress(Exception):
                 self.checkpoint()
 
     def close(self) -> None:
         """Drain pending entries, issue a final checkpoint, stop the writer."""
         if self._closed:
             return
-        self._closed = True
-        self._queue.put(_Stop())
+        with self._state_lock:
+            self._closed = True
+            self._queue.put(_Stop())
         self._writer.join()
-        while True:  # anything submitted while closing is refused, never left waiting
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if not isinstance(item, _Stop):
-                item[1].set_exception(AuditUnavailable("the audit log is closed"))
+        self._refuse_queued()
         if self._failed is None:
             self.checkpoint()
 

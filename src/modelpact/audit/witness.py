@@ -119,9 +119,14 @@ class Witness:
         only when the checkpoint is accepted.
         """
         checkpoint = open_checkpoint(note_text, self._key, name=self._name, origin=self._origin)
-        if checkpoint.size == 0 and checkpoint.root != EMPTY_ROOT:
-            self._refuse("the log signed a root other than the empty tree's for size 0", note_text)
         stored = self._load()
+        if checkpoint.size == 0 and checkpoint.root != EMPTY_ROOT:
+            earlier = (stored[0],) if stored is not None else ()
+            self._refuse(
+                "the log signed a root other than the empty tree's for size 0",
+                *earlier,
+                note_text,
+            )
         if stored is None:  # trust on first use
             self._store(note_text)
             return checkpoint

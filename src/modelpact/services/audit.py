@@ -63,13 +63,18 @@ class AuditDesk:
         return InclusionEvidence(ws.log_origin, index, latest.size, leaf, tuple(proof), latest.note)
 
     def export(self) -> str:
-        """The whole log for an auditor: entries, signed checkpoints, consistency proofs."""
+        """The log up to its latest checkpoint: entries, signed checkpoints, consistency proofs.
+
+        Exactly the entries the newest checkpoint covers are exported (both are immutable),
+        so entries or checkpoints other writers add meanwhile never make a sound log look
+        tampered.
+        """
         ws = self._ws
         ws.checkpoint()
         with ws.store.unit_of_work() as uow:
-            size = uow.audit.size()
-            records = uow.audit.entries(0, size)
             checkpoints = uow.audit.checkpoints()
+            size = checkpoints[-1].size if checkpoints else 0
+            records = uow.audit.entries(0, size)
             sizes = [c.size for c in checkpoints if c.size > 0]
             proofs = [
                 (old, new, consistency_proof(old, new, uow.audit))

@@ -19,14 +19,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from modelpact.errors import StorageUnavailable
-from modelpact.store._sql_audit import _INSERT_ENTRY, _INSERT_NODE, _bind_time
+from modelpact.store._sql_audit import _INSERT_ENTRY, _INSERT_NODE, LOCK_TIMEOUT_MS, _bind_time
+from modelpact.store._sql_audit import _POSTGRES_LOCK as _REPOSITORY_LOCK
 from modelpact.store.records import AuditEntryRecord
 
 __all__ = ["SqlAuditAppender"]
 
-_POSTGRES_LOCK = (
-    "SELECT pg_advisory_xact_lock(hashtext('modelpact.audit:' || coalesce(current_schema(), '')))"
-)
+#: The repository's lock statement (timeout, durable commit, advisory lock), bound for the driver.
+_POSTGRES_LOCK = str(_REPOSITORY_LOCK).replace(":lock_timeout", f"'{LOCK_TIMEOUT_MS}ms'")
 
 Batch = tuple[Sequence[AuditEntryRecord], Sequence[tuple[int, int, bytes]]]
 
@@ -49,12 +49,12 @@ class _Reader:
                 leaves,
             )
             found.update(((0, int(i)), bytes(h)) for i, h in self._cursor.fetchall())
-        for level, index in inner:
-            query = "SELECT hash FROM audit_nodes WHERE level = ? AND idx = ?"
-            self._cursor.execute(query.replace("?", self._mark), (level, index))
-            row = self._cursor.fetchone()
-            if row is not None:
-                found[level, index] = bytes(row[0])
+        if inner:
+            clauses = " OR ".join(["(level = ? AND idx = ?)"] * len(inner))
+            query = f"SELECT level, idx, hash FROM audit_nodes WHERE {clauses}"  # noqa: S608
+            params = [value for pair in inner for value in pair]
+            self._cursor.execute(query.replace("?", self._mark), params)
+            found.update(((int(lv), int(i)), bytes(h)) for lv, i, h in self._cursor.fetchall())
         return found
 
 
@@ -91,7 +91,6 @@ class SqlAuditAppender:
                 cursor.execute("BEGIN IMMEDIATE")
             else:
                 cursor.execute(_POSTGRES_LOCK)
-                cursor.execute("SET LOCAL synchronous_commit = on")
             cursor.execute("SELECT max(idx) FROM audit_entries")
             last = cursor.fetchone()[0]
             size = 0 if last is None else int(last) + 1
