@@ -208,6 +208,7 @@ def init_workspace(
     except OSError as exc:
         raise InvalidInput(f"cannot create {root}: {exc.strerror}") from None
     created: list[Path] = []
+    workspace: Workspace | None = None
     try:
         if not created_root:
             os.chmod(root, 0o700)
@@ -234,6 +235,8 @@ def init_workspace(
             )
             append_within(uow, [entry], now=now)
     except BaseException:
+        if workspace is not None:
+            workspace.store.close()  # not close(): no checkpoint for a workspace being undone
         if created_root:
             shutil.rmtree(root, ignore_errors=True)
         else:  # remove only what this call made; leave the folder itself
@@ -247,9 +250,13 @@ def init_workspace(
 def _require_empty(workspace: Workspace) -> None:
     """A new workspace must not adopt a database that already holds another one's records."""
     with workspace.store.unit_of_work() as uow:
-        used = uow.partners.list() or uow.models.list_models() or uow.charters.list()
-    if used:
-        workspace.store.close()  # not close(): never sign a checkpoint over another's log
+        used = (
+            uow.audit.size() > 0
+            or uow.partners.list()
+            or uow.models.list_models()
+            or uow.charters.list()
+        )
+    if used:  # the caller closes the store; never sign a checkpoint over another's log
         raise InvalidInput(
             "that database already holds a modelpact workspace",
             hint="give each workspace its own database (or PostgreSQL schema)",
