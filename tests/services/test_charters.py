@@ -114,9 +114,7 @@ def test_a_row_forged_in_the_database_does_not_count(ready: Workspace) -> None:
     desk.apply(envelope(ready), source="e.json")
     record = desk.all()[0]
     forged = record.envelope.replace('"fraud-screening"', '"anything"')
-    url = ready.config.database_url
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        url = f"sqlite:///{ready.root / url.removeprefix('sqlite:///')}"
+    url = ready.database_url
     engine = create_store_engine(url)
     with engine.begin() as connection:
         connection.execute(sa.update(charters).values(envelope=forged))
@@ -130,9 +128,7 @@ def test_an_older_envelope_copied_into_the_newer_row_does_not_count(ready: Works
     desk.apply(envelope(ready), source="e1.json")
     desk.apply(envelope(ready, 2, purposes=["research"]), source="e2.json")
     first = desk.get("northwind-acme", 1)[0]
-    url = ready.config.database_url
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        url = f"sqlite:///{ready.root / url.removeprefix('sqlite:///')}"
+    url = ready.database_url
     engine = create_store_engine(url)
     with engine.begin() as connection:
         connection.execute(

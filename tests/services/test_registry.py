@@ -17,9 +17,7 @@ from tests.services.conftest import admin_actions
 
 
 def _update(workspace: Workspace, version: str, **values: object) -> None:
-    url = workspace.config.database_url
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        url = f"sqlite:///{workspace.root / url.removeprefix('sqlite:///')}"
+    url = workspace.database_url
     engine = create_store_engine(url)
     with engine.begin() as connection:
         connection.execute(

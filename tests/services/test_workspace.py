@@ -59,9 +59,7 @@ def test_a_database_holding_another_workspace_is_refused(
     workspace: Workspace, tmp_path: Path
 ) -> None:
     # Nothing but the first workspace's own log entry (workspace.init) is in the database.
-    url = workspace.config.database_url
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        url = f"sqlite:///{workspace.root / url.removeprefix('sqlite:///')}"
+    url = workspace.database_url
     with pytest.raises(InvalidInput, match="already holds"):
         init_workspace(tmp_path / "second", database_url=url)
     assert not (tmp_path / "second").exists()

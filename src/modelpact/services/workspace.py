@@ -126,6 +126,11 @@ class Workspace:
     _kek: KeyEncryptionKey | None = field(default=None, repr=False)
 
     @property
+    def database_url(self) -> str:
+        """The database URL as opened: a relative SQLite path resolved inside the workspace."""
+        return _resolve_url(self.config.database_url, self.root)
+
+    @property
     def model_signing_key_path(self) -> Path:
         return self.root / MODEL_KEY
 
