@@ -6,8 +6,12 @@ Run: .venv/bin/python -m bench.audit_log [--seconds 5] [--proof-entries 1000000]
 Everything is measured in one run, on the same disk:
 - raw limits: plain SQLite inserts of 32-byte rows, (a) 1,000 rows per durable commit,
   (b) 16 rows per durable commit (the most 16 writers waiting on their own appends can share)
-  and (c) one durable commit per row (WAL, synchronous=FULL, as the store uses);
-- AuditLog.append with 1 writer thread and with 16, each append acknowledged only once durable;
+  and (c) one durable commit per row (WAL, synchronous=FULL, as the store uses); and the raw
+  cost of handing work to another thread and being woken (what each thread writer pays);
+- durable appends, each acknowledged only once its commit is durable: 1 and 16 threads calling
+  AuditLog.append, 1 and 16 coroutines on one event loop awaiting AuditLog.append_async (how
+  the gateway calls it), entries built before the clock starts; and 16 coroutines that also
+  build (and validate) each entry inside the timed loop;
 - inclusion and consistency proof generation (from stored subtree hashes) and verification in a
   log of --proof-entries entries, and bytes stored per entry.
 """
@@ -15,8 +19,10 @@ Everything is measured in one run, on the same disk:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import platform
+import queue
 import secrets
 import sqlite3
 import statistics
@@ -82,25 +88,76 @@ def raw_sqlite(path: Path, seconds: float, rows_per_commit: int) -> float:
     return done / elapsed
 
 
-def appends(url: str, writers: int, seconds: float) -> float:
+def thread_round_trips(seconds: float) -> float:
+    """Raw limit for thread writers: one thread hands a waiter to another and is woken."""
+    inbox: queue.SimpleQueue[threading.Lock | None] = queue.SimpleQueue()
+
+    def serve() -> None:
+        while (waiter := inbox.get()) is not None:
+            waiter.release()
+
+    server = threading.Thread(target=serve)
+    server.start()
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        waiter = threading.Lock()
+        waiter.acquire()
+        inbox.put(waiter)
+        waiter.acquire()
+        done += 1
+    elapsed = time.perf_counter() - start
+    inbox.put(None)
+    server.join()
+    return done / elapsed
+
+
+POOL = 4000
+"""Distinct entries each writer cycles through (built before the clock starts)."""
+
+
+def appends(url: str, writers: int, seconds: float, *, tasks: bool, build: bool = False) -> float:
+    """Durable appends per second: ``writers`` threads calling ``append``, or as many
+    coroutines awaiting ``append_async`` on one event loop (the gateway's shape).
+
+    Entries are built before the clock starts unless ``build``: then each is also
+    constructed (and validated by pydantic) inside the timed loop.
+    """
     store = open_store(url)
     log = AuditLog(store, key=KEY, origin="bench/log", clock=lambda: NOW)
+    pools = [[entry(slot * 10_000_000 + n) for n in range(POOL)] for slot in range(writers)]
     counts = [0] * writers
-    deadline = time.perf_counter() + seconds
+    deadline = 0.0
+
+    def next_entry(slot: int, n: int) -> AccessEntry:
+        return entry(slot * 10_000_000 + n) if build else pools[slot][n % POOL]
 
     def work(slot: int) -> None:
         n = 0
         while time.perf_counter() < deadline:
-            log.append(entry(slot * 10_000_000 + n))
+            log.append(next_entry(slot, n))
             n += 1
         counts[slot] = n
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(writers)]
+    async def work_async(slot: int) -> None:
+        n = 0
+        while time.perf_counter() < deadline:
+            await log.append_async(next_entry(slot, n))
+            n += 1
+        counts[slot] = n
+
+    async def run_tasks() -> None:
+        await asyncio.gather(*(work_async(slot) for slot in range(writers)))
+
     start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    deadline = start + seconds
+    if tasks:
+        asyncio.run(run_tasks())
+    else:
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(writers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     elapsed = time.perf_counter() - start
     log.close()
     store.close()
@@ -195,15 +252,26 @@ def main() -> None:
             f"raw sqlite, 1 row per durable commit:     "
             f"{raw_sqlite(root / 'raw2.db', args.seconds, 1):>10,.0f} rows/s"
         )
+        print(
+            f"raw thread round trips (hand-off + wake): "
+            f"{thread_round_trips(args.seconds):>10,.0f} /s"
+        )
         backends = [("sqlite", lambda name: f"sqlite:///{root / name}")]
         if args.postgres:
             backends.append(("postgres", lambda name: _pg_schema(args.postgres, name)))
         for backend, url_of in backends:
-            for writers in (1, 16):
-                rate = appends(url_of(f"app{writers}.db"), writers, args.seconds)
-                print(
-                    f"{backend}: AuditLog.append, {writers:>2} writer(s): {rate:>10,.0f} appends/s"
+            runs = [
+                ("1 thread, append", 1, False, False),
+                ("16 threads, append", 16, False, False),
+                ("1 coroutine, append_async", 1, True, False),
+                ("16 coroutines, append_async", 16, True, False),
+                ("16 coroutines, entry built in the loop", 16, True, True),
+            ]
+            for n, (label, writers, tasks, build) in enumerate(runs):
+                rate = appends(
+                    url_of(f"app{n}.db"), writers, args.seconds, tasks=tasks, build=build
                 )
+                print(f"{backend}: {label + ':':<40} {rate:>10,.0f} appends/s")
             url = url_of("proofs.db")
             store = open_store(url)
             start = time.perf_counter()
@@ -246,7 +314,7 @@ def _bytes(url: str, backend: str) -> float:
     with engine.connect() as connection:
         total = sum(
             connection.execute(sa.text(f"SELECT pg_total_relation_size('{table}')")).scalar_one()
-            for table in ("audit_entries", "audit_nodes")
+            for table in ("audit_entries", "audit_subtrees")
         )
     engine.dispose()
     return float(total)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import threading
 from collections.abc import Iterator
@@ -14,7 +16,7 @@ import pytest
 from modelpact.audit.checkpoint import open_checkpoint
 from modelpact.audit.entries import AccessEntry, AdminEntry, decode_entry
 from modelpact.audit.log import AuditLog, Receipt, append_within
-from modelpact.audit.tree import verify_consistency, verify_inclusion
+from modelpact.audit.tree import inclusion_proof, verify_consistency, verify_inclusion
 from modelpact.crypto import SigningKey
 from modelpact.errors import AuditUnavailable, StorageUnavailable
 from modelpact.store import AuditAppender, SqlStore, Store, UnitOfWork, open_store
@@ -138,11 +140,11 @@ class _FailingCommits:
         inner = self.inner.audit_appender()
 
         class Appender:
-            def append(self, build: Any) -> int:
+            def append(self, build: Any, *, appended_at: datetime) -> int:
                 if outer.failing:  # the batch is built, then the commit's fsync fails
-                    inner.append(lambda size, reader: ([], []))
+                    inner.append(lambda size, reader: ([], []), appended_at=NOW)
                     raise StorageUnavailable("fsync failed: Input/output error")
-                return inner.append(build)
+                return inner.append(build, appended_at=appended_at)
 
             def close(self) -> None:
                 inner.close()
@@ -185,3 +187,63 @@ def test_a_dead_writer_refuses_instead_of_hanging(store: SqlStore) -> None:
     with pytest.raises(AuditUnavailable):
         log.submit(entry(2)).result(timeout=10)
     log.close()
+
+
+def test_coroutines_get_durable_receipts_with_one_wake_up_per_batch(store: SqlStore) -> None:
+    async def main(log: AuditLog) -> list[Receipt]:
+        async def writer(base: int) -> list[Receipt]:
+            return [await log.append_async(entry(base + n)) for n in range(40)]
+
+        batches = await asyncio.gather(*(writer(i * 100) for i in range(16)))
+        return [receipt for batch in batches for receipt in batch]
+
+    with make_log(store) as log:
+        receipts = asyncio.run(main(log))
+        checkpoint = log.checkpoint()
+    assert sorted(r.index for r in receipts) == list(range(640))
+    root = open_checkpoint(checkpoint.note, KEY.verify_key, name=ORIGIN).root
+    with store.unit_of_work() as uow:
+        stored = uow.audit.entries(0, 640)
+        for receipt in receipts[::53]:
+            assert stored[receipt.index].leaf_hash == receipt.leaf_hash
+            proof = inclusion_proof(receipt.index, 640, uow.audit)
+            verify_inclusion(receipt.index, 640, receipt.leaf_hash, proof, root)
+
+
+def test_a_cancelled_coroutine_leaves_the_log_writing(store: SqlStore) -> None:
+    async def main(log: AuditLog) -> Receipt:
+        task = asyncio.ensure_future(log.append_async(entry(0)))
+        await asyncio.sleep(0)  # queued
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return await log.append_async(entry(1))
+
+    with make_log(store) as log:
+        receipt = asyncio.run(main(log))
+    assert receipt.index == 1  # the cancelled entry was written all the same
+    with store.unit_of_work() as uow:
+        assert uow.audit.size() == 2
+
+
+def test_coroutines_are_refused_once_the_log_has_failed_or_closed(store: SqlStore) -> None:
+    faulty = _FailingCommits(store)
+    log = make_log(faulty, checkpoint_interval=3600)  # type: ignore[arg-type]
+    faulty.failing = True
+
+    async def one() -> Receipt:
+        return await log.append_async(entry(0))
+
+    with pytest.raises(AuditUnavailable, match="fsync failed"):
+        asyncio.run(one())
+    with pytest.raises(AuditUnavailable, match="stopped after a failed write"):
+        asyncio.run(one())
+    log.close()
+    closed = make_log(store)
+    closed.close()
+
+    async def after_close() -> Receipt:
+        return await closed.append_async(entry(0))
+
+    with pytest.raises(AuditUnavailable, match="closed"):
+        asyncio.run(after_close())

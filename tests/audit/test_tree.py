@@ -371,6 +371,33 @@ def test_frontier_returns_the_leaf_then_each_completed_parent() -> None:
     assert repr(frontier) == f"Frontier(size=8, root={REF.mth(0, 8).hex()})"
 
 
+@settings(max_examples=60)
+@given(st.lists(st.integers(0, 40), min_size=1, max_size=6))
+def test_extending_in_batches_is_appending_one_by_one(batches: list[int]) -> None:
+    one, many = Frontier(), Frontier()
+    leaves = [leaf_hash(e) for e in ENTRIES[: sum(batches)]]
+    start = 0
+    for count in batches:
+        chunk = leaves[start : start + count]
+        expected = [
+            (level, at, digest)
+            for leaf in chunk
+            for (level, at), digest in one.append(leaf)
+            if level
+        ]
+        assert many.extend(chunk) == expected
+        start += count
+    assert (many.size, many.root()) == (one.size, one.root())
+
+
+def test_extend_refuses_a_batch_with_any_bad_leaf_and_changes_nothing() -> None:
+    frontier = Frontier()
+    good = leaf_hash(ENTRIES[0])
+    with pytest.raises(InvalidInput, match="a leaf hash has 32 bytes"):
+        frontier.extend([good, b"short"])
+    assert frontier.size == 0
+
+
 # -- corrupted proofs are refused -----------------------------------------------------------
 
 

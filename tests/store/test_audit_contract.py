@@ -27,11 +27,13 @@ from modelpact.store import (
     _sql_audit,
     open_store,
 )
-from modelpact.store._schema import partners
+from modelpact.store._schema import audit_entries, partners
 from modelpact.store.sql import MIGRATIONS, create_store_engine
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 654321, tzinfo=UTC)
-AUDIT_TABLES = ["audit_checkpoints", "audit_entries", "audit_nodes"]
+AUDIT_TABLES = ["audit_checkpoints", "audit_entries", "audit_subtrees"]
+# 0004 keyed the subtrees by position; before it they were audit_nodes, keyed by (level, idx).
+AUDIT_TABLES_0003 = ["audit_checkpoints", "audit_entries", "audit_nodes"]
 # The events table as 0001 made it; 0003 drops it (its downgrade brings it back, empty).
 EVENTS_0001 = sa.table(
     "events",
@@ -194,6 +196,9 @@ def test_nodes_mixed_levels_and_missing_ids(store: SqlStore) -> None:
         (1, 3),  # incomplete subtree
         (2, 1),
         (3, 0),
+        (57, 0),  # the largest subtree the log could hold
+        (58, 0),  # beyond the log's 2**57 entries
+        (1, 2**56),
         (62, 0),
         (63, 0),  # beyond any level
         (-1, 0),
@@ -289,6 +294,9 @@ def test_appending_an_existing_node_writes_nothing(store: SqlStore) -> None:
         ([2], [(0, 2, node_hash(0, 2))], "level"),
         ([2], [(63, 0, node_hash(63, 0))], "level"),
         ([2], [(1, -1, node_hash(1, 0))], "level"),
+        ([2], [(1, 2**56, node_hash(1, 0))], r"ends at leaf 144115188075855873, beyond .* 2\*\*57"),
+        ([2], [(58, 0, node_hash(58, 0))], r"2\*\*57 entries"),
+        ([2], [(62, 0, node_hash(62, 0))], r"2\*\*57 entries"),
         ([2], [(1, 1, node_hash(1, 1))], "covers leaves up to 3"),
         ([2, 3], [(2, 0, node_hash(2, 0)), (1, 1, b"short")], "32 bytes"),
         ([], [(1, 1, node_hash(1, 1))], "covers leaves up to 3"),
@@ -617,29 +625,26 @@ def test_audit_tables_have_no_index_beyond_their_primary_keys(
         for table in AUDIT_TABLES:
             assert inspector.get_indexes(table) == [], table
             assert inspector.get_unique_constraints(table) == [], table
-        assert inspector.get_pk_constraint("audit_nodes")["constrained_columns"] == [
-            "level",
-            "idx",
-        ]
+        pk = inspector.get_pk_constraint("audit_subtrees")
+        assert (pk["name"], pk["constrained_columns"]) == ("pk_audit_subtrees", ["pos"])
         checks = {c["name"] for t in AUDIT_TABLES for c in inspector.get_check_constraints(t)}
         assert checks == {
             "ck_audit_entries_idx",
             "ck_audit_entries_leaf_hash",
-            "ck_audit_nodes_position",
-            "ck_audit_nodes_hash",
+            "ck_audit_subtrees_position",
+            "ck_audit_subtrees_hash",
             "ck_audit_checkpoints_size",
             "ck_audit_checkpoints_root",
         }
         if engine.dialect.name == "sqlite":
             with engine.connect() as connection:
                 run = connection.exec_driver_sql
-                # One B-tree per table: idx and size are rowids, audit_nodes has no rowid.
+                # One B-tree per table: idx, pos and size are rowids (else SQLite would
+                # add an autoindex for the primary key).
                 trees = run(
                     "SELECT name FROM sqlite_master WHERE tbl_name LIKE 'audit%' AND rootpage > 0"
                 )
                 assert sorted(trees.scalars()) == AUDIT_TABLES
-                sql = run("SELECT sql FROM sqlite_master WHERE name = 'audit_nodes'").scalar()
-                assert "WITHOUT ROWID" in str(sql)
     finally:
         engine.dispose()
 
@@ -647,14 +652,15 @@ def test_audit_tables_have_no_index_beyond_their_primary_keys(
 def test_the_database_refuses_malformed_rows(store: SqlStore, store_url: str) -> None:
     engine = create_store_engine(store_url)
     entries = "INSERT INTO audit_entries (idx, appended_at, leaf_hash, entry) VALUES"
-    nodes = "INSERT INTO audit_nodes (level, idx, hash) VALUES"
+    subtrees = "INSERT INTO audit_subtrees (pos, hash) VALUES"
     bad = [
         f"{entries} (-1, :t, :h, :e)",
         f"{entries} (0, :t, :short, :e)",
-        f"{nodes} (0, 0, :h)",
-        f"{nodes} (63, 0, :h)",
-        f"{nodes} (1, -1, :h)",
-        f"{nodes} (1, 0, :short)",
+        f"{subtrees} (0, :h)",  # level 0: a leaf, kept in audit_entries
+        f"{subtrees} (128, :h)",  # level 0 again, last leaf 2
+        f"{subtrees} (63, :h)",  # level 63
+        f"{subtrees} (-63, :h)",  # negative, though its level bits say 1
+        f"{subtrees} (65, :short)",
         "INSERT INTO audit_checkpoints (size, root, note, issued_at) VALUES (0, :short, 'n', :t)",
         "INSERT INTO audit_checkpoints (size, root, note, issued_at) VALUES (-1, :h, 'n', :t)",
     ]
@@ -713,7 +719,7 @@ def test_upgrade_from_0001_keeps_existing_rows(store_url: str) -> None:
     _migrate(store_url, "0001")
     tables, version = _tables_and_version(store_url)
     assert version == "0001"
-    assert not tables & set(AUDIT_TABLES)
+    assert not tables & {*AUDIT_TABLES, *AUDIT_TABLES_0003}
     assert "events" in tables
     acme = PartnerRecord("acme", "ACME", "ed25519:acme", "active", T0, T0)
     engine = create_store_engine(store_url)
@@ -745,7 +751,7 @@ def test_upgrade_from_0001_keeps_existing_rows(store_url: str) -> None:
     store = open_store(store_url)
     try:
         tables, version = _tables_and_version(store_url)
-        assert version == "0003"
+        assert version == "0004"
         assert set(AUDIT_TABLES) <= tables
         assert "events" not in tables  # dropped, rows and all
         with store.unit_of_work() as work:
@@ -758,7 +764,7 @@ def test_upgrade_from_0001_keeps_existing_rows(store_url: str) -> None:
     _migrate(store_url, "0001", down=True)
     tables, version = _tables_and_version(store_url)
     assert version == "0001"
-    assert not tables & set(AUDIT_TABLES)
+    assert not tables & {*AUDIT_TABLES, *AUDIT_TABLES_0003}
     assert "events" in tables
     assert _events_count(store_url) == 0  # recreated empty: 0003 discarded the rows
     store = open_store(store_url)
@@ -770,28 +776,31 @@ def test_upgrade_from_0001_keeps_existing_rows(store_url: str) -> None:
         store.close()
 
 
-def _events_schema(url: str) -> dict[str, Any]:
-    """Everything the database says about the events table and its indexes."""
+def _table_schema(url: str, table: str) -> dict[str, Any]:
+    """Everything the database says about ``table`` and its indexes."""
     engine = create_store_engine(url)
     try:
         with engine.connect() as connection:
             inspector = sa.inspect(connection)
             columns = [
                 {key: str(value) if key == "type" else value for key, value in column.items()}
-                for column in inspector.get_columns("events")
+                for column in inspector.get_columns(table)
             ]
             schema: dict[str, Any] = {
                 "columns": columns,
-                "pk": inspector.get_pk_constraint("events"),
-                "indexes": sorted(inspector.get_indexes("events"), key=lambda i: str(i["name"])),
-                "unique": inspector.get_unique_constraints("events"),
-                "foreign": inspector.get_foreign_keys("events"),
-                "checks": inspector.get_check_constraints("events"),
+                "pk": inspector.get_pk_constraint(table),
+                "indexes": sorted(inspector.get_indexes(table), key=lambda i: str(i["name"])),
+                "unique": inspector.get_unique_constraints(table),
+                "foreign": inspector.get_foreign_keys(table),
+                "checks": inspector.get_check_constraints(table),
             }
             if connection.dialect.name == "sqlite":
-                ddl = connection.exec_driver_sql(
-                    "SELECT type, name, sql FROM sqlite_master "
-                    "WHERE tbl_name = 'events' ORDER BY name"
+                ddl = connection.execute(
+                    sa.text(
+                        "SELECT type, name, sql FROM sqlite_master "
+                        "WHERE tbl_name = :table ORDER BY name"
+                    ),
+                    {"table": table},
                 )
                 schema["ddl"] = [tuple(row) for row in ddl]
             return schema
@@ -801,7 +810,7 @@ def _events_schema(url: str) -> dict[str, Any]:
 
 def test_downgrade_from_0003_recreates_events_as_0001_made_it(store_url: str) -> None:
     _migrate(store_url, "0001")
-    made_by_0001 = _events_schema(store_url)
+    made_by_0001 = _table_schema(store_url, "events")
     assert made_by_0001["pk"]["name"] == "pk_events"
     assert made_by_0001["pk"]["constrained_columns"] == ["seq"]
     assert [(i["name"], i["column_names"]) for i in made_by_0001["indexes"]] == [
@@ -811,10 +820,81 @@ def test_downgrade_from_0003_recreates_events_as_0001_made_it(store_url: str) ->
 
     _migrate(store_url, "head")
     tables, version = _tables_and_version(store_url)
-    assert (version, "events" in tables) == ("0003", False)
+    assert (version, "events" in tables) == ("0004", False)
 
     _migrate(store_url, "0002", down=True)
     tables, version = _tables_and_version(store_url)
     assert version == "0002"
-    assert set(AUDIT_TABLES) <= tables
-    assert _events_schema(store_url) == made_by_0001
+    assert set(AUDIT_TABLES_0003) <= tables
+    assert _table_schema(store_url, "events") == made_by_0001
+
+
+# Subtrees (level, idx) as 0003 keeps them, beyond a real 13-entry log: the largest
+# positions 0004 can hold, to check the bigint arithmetic on both databases.
+EXTREME_NODES = [(1, 2**56 - 1), (57, 0), (30, 2**27 - 1), (12, 2**40 + 5)]
+
+
+def _nodes_0003(url: str) -> dict[tuple[int, int], bytes]:
+    engine = create_store_engine(url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(sa.text("SELECT level, idx, hash FROM audit_nodes"))
+            return {(int(level), int(idx)): bytes(digest) for level, idx, digest in rows}
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_to_0004_keeps_every_node_and_downgrade_puts_them_back(store_url: str) -> None:
+    _migrate(store_url, "0003")
+    before = {(level, idx): digest for level, idx, digest in new_nodes(0, 13)}
+    before.update({node: node_hash(*node) for node in EXTREME_NODES})
+    engine = create_store_engine(store_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.insert(audit_entries),
+                [
+                    {"idx": r.idx, "appended_at": T0, "leaf_hash": r.leaf_hash, "entry": r.entry}
+                    for r in (record(i) for i in range(13))
+                ],
+            )
+            connection.execute(
+                sa.text("INSERT INTO audit_nodes (level, idx, hash) VALUES (:level, :idx, :hash)"),
+                [{"level": lv, "idx": idx, "hash": digest} for (lv, idx), digest in before.items()],
+            )
+    finally:
+        engine.dispose()
+    assert _nodes_0003(store_url) == before
+
+    store = open_store(store_url)
+    try:
+        tables, version = _tables_and_version(store_url)
+        assert (version, "audit_nodes" in tables) == ("0004", False)
+        with store.unit_of_work() as work:
+            assert work.audit.size() == 13
+            assert work.audit.nodes([*before, (0, 12)]) == {**before, (0, 12): record(12).leaf_hash}
+        assert append(store, 3) == 16  # completes (4, 0), among others
+    finally:
+        store.close()
+
+    _migrate(store_url, "0003", down=True)
+    tables, version = _tables_and_version(store_url)
+    assert (version, "audit_subtrees" in tables) == ("0003", False)
+    after = {**before, **{(level, idx): digest for level, idx, digest in new_nodes(13, 16)}}
+    assert _nodes_0003(store_url) == after
+
+
+def test_downgrade_from_0004_recreates_audit_nodes_as_0002_made_it(store_url: str) -> None:
+    _migrate(store_url, "0003")
+    made_by_0002 = _table_schema(store_url, "audit_nodes")
+    assert made_by_0002["pk"]["name"] == "pk_audit_nodes"
+    assert made_by_0002["pk"]["constrained_columns"] == ["level", "idx"]
+
+    _migrate(store_url, "head")
+    made_by_0004 = _table_schema(store_url, "audit_subtrees")
+    assert [c["name"] for c in made_by_0004["columns"]] == ["pos", "hash"]
+    if "ddl" in made_by_0004:
+        assert "WITHOUT ROWID" not in str(made_by_0004["ddl"])  # pos is the rowid
+
+    _migrate(store_url, "0003", down=True)
+    assert _table_schema(store_url, "audit_nodes") == made_by_0002

@@ -18,6 +18,7 @@ under another writer.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import queue
 import threading
@@ -54,28 +55,16 @@ class Receipt:
 
 
 def _rows(
-    frontier: Frontier, blobs: Sequence[bytes], now: datetime
-) -> tuple[list[AuditEntryRecord], list[tuple[int, int, bytes]], list[Receipt]]:
-    """The rows that append ``blobs`` at the end of the log; advances ``frontier``."""
-    receipts: list[Receipt] = []
-    records: list[AuditEntryRecord] = []
-    nodes: list[tuple[int, int, bytes]] = []
-    for blob in blobs:
-        index = frontier.size
-        leaf = leaf_hash(blob)
-        nodes.extend((level, at, digest) for (level, at), digest in frontier.append(leaf) if level)
-        records.append(AuditEntryRecord(idx=index, leaf_hash=leaf, entry=blob, appended_at=now))
-        receipts.append(Receipt(index, leaf))
-    return records, nodes, receipts
-
-
-def _write(
-    uow: UnitOfWork, frontier: Frontier, blobs: Sequence[bytes], now: datetime
-) -> list[Receipt]:
-    """Append ``blobs`` at the end of the log inside ``uow``; ``frontier`` must be current."""
-    records, nodes, receipts = _rows(frontier, blobs, now)
-    uow.audit.append(records, nodes)
-    return receipts
+    frontier: Frontier, blobs: Sequence[bytes], leaves: Sequence[bytes]
+) -> tuple[list[tuple[int, bytes, bytes]], list[tuple[int, int, bytes]], list[Receipt]]:
+    """The rows that append ``blobs`` (hashed to ``leaves``) to the log; advances ``frontier``."""
+    first = frontier.size
+    nodes = frontier.extend(leaves)
+    rows = [
+        (first + i, leaf, blob) for i, (leaf, blob) in enumerate(zip(leaves, blobs, strict=True))
+    ]
+    receipts = [Receipt(first + i, leaf) for i, leaf in enumerate(leaves)]
+    return rows, nodes, receipts
 
 
 def append_within(
@@ -91,7 +80,13 @@ def append_within(
         return []
     uow.audit.lock_for_append()
     frontier = Frontier.load(uow.audit.size(), uow.audit)
-    return _write(uow, frontier, blobs, now)
+    rows, nodes, receipts = _rows(frontier, blobs, [leaf_hash(blob) for blob in blobs])
+    records = [
+        AuditEntryRecord(idx=idx, leaf_hash=leaf, entry=blob, appended_at=now)
+        for idx, leaf, blob in rows
+    ]
+    uow.audit.append(records, nodes)
+    return receipts
 
 
 def issue_checkpoint(
@@ -123,13 +118,54 @@ class _Stop:
     """Sentinel telling the writer thread to finish."""
 
 
+#: Who waits for an entry: a thread (``concurrent.futures``) or a coroutine (``asyncio``).
+_Ack = Future[Receipt] | asyncio.Future[Receipt]
+_Item = tuple[bytes, bytes, _Ack]
+
+
+def _settle_async(outcomes: list[tuple[asyncio.Future[Receipt], Receipt | BaseException]]) -> None:
+    """Resolve one batch's coroutine waiters; runs on their event loop."""
+    for future, outcome in outcomes:
+        if future.done():  # the awaiting task was cancelled; the entry is durable anyway
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+def _settle(acks: Iterable[tuple[_Ack, Receipt | BaseException]]) -> None:
+    """Tell every waiter how its entry fared.
+
+    Threads are woken one by one; coroutines once per event loop per batch
+    (``call_soon_threadsafe``), because waking a thread costs tens of
+    microseconds of system time and a batch may hold hundreds of entries.
+    """
+    loops: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Receipt], Any]]] = {}
+    for ack, outcome in acks:
+        if isinstance(ack, Future):
+            if ack.done():
+                continue
+            if isinstance(outcome, BaseException):
+                ack.set_exception(outcome)
+            else:
+                ack.set_result(outcome)
+        else:
+            loops.setdefault(ack.get_loop(), []).append((ack, outcome))
+    for loop, outcomes in loops.items():
+        with contextlib.suppress(RuntimeError):  # that loop has closed: nobody is waiting
+            loop.call_soon_threadsafe(_settle_async, outcomes)
+
+
 class AuditLog:
     """One log per workspace: append, checkpoint, prove.
 
     ``append`` blocks until the entry is durable and returns its receipt; it is
-    safe to call from many threads at once.  Checkpoints are signed by ``key``
-    under ``origin`` and issued at least every ``checkpoint_interval`` seconds
-    while entries arrive, and on demand.
+    safe to call from many threads at once.  Coroutines ``await
+    append_async``, which costs the event loop one wake-up per batch instead of
+    one thread switch per entry.  Checkpoints are signed by ``key`` under
+    ``origin`` and issued at least every ``checkpoint_interval`` seconds while
+    entries arrive, and on demand.
     """
 
     #: The longest a batch waits for writers expected back from the previous one (seconds).
@@ -151,15 +187,18 @@ class AuditLog:
         self._clock = clock
         self._max_batch = max_batch
         self._interval = checkpoint_interval
-        self._queue: queue.SimpleQueue[tuple[bytes, Future[Receipt]] | _Stop] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Item | _Stop] = queue.SimpleQueue()
         self._failed: str | None = None
         self._frontier: Frontier | None = None
         self._appender: AuditAppender | None = None  # the writer thread's own connection
         self._last_checkpoint_at = float("-inf")
         self._checkpoint_lock = threading.Lock()
         self._state_lock = threading.Lock()  # submit's check-and-put against close and death
+        self._ready = threading.Event()  # set when the batch the writer lingers for is queued
+        self._want = 0  # how many queued entries end the writer's linger (0: not lingering)
         self._writer = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._closed = False
+        self._stopped = False  # the writer thread has ended
         self._writer.start()
 
     # -- appending ---------------------------------------------------------------------------
@@ -169,17 +208,38 @@ class AuditLog:
         return self.submit(entry).result()
 
     def submit(self, entry: AuditEntry) -> Future[Receipt]:
-        """Queue ``entry``; the future resolves once it is durable (for async callers)."""
+        """Queue ``entry``; the future resolves once it is durable."""
         future: Future[Receipt] = Future()
-        blob = encode_entry(entry)
+        refusal = self._enqueue(encode_entry(entry), future)
+        if refusal is not None:
+            future.set_exception(refusal)
+        return future
+
+    async def append_async(self, entry: AuditEntry) -> Receipt:
+        """Make ``entry`` durable without blocking the event loop.
+
+        Cancelling the awaiting task does not withdraw the entry: once queued it
+        is written, like any other.
+        """
+        future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
+        refusal = self._enqueue(encode_entry(entry), future)
+        if refusal is not None:
+            raise refusal
+        return await future
+
+    def _enqueue(self, blob: bytes, ack: _Ack) -> AuditUnavailable | None:
+        """Queue one encoded entry, or say why the log takes nothing."""
+        leaf = leaf_hash(blob)  # hashed here, so the writer's critical path stays short
         with self._state_lock:
             if self._failed is not None:
-                future.set_exception(self._unavailable())
-            elif self._closed or not self._writer.is_alive():
-                future.set_exception(AuditUnavailable("the audit log is closed"))
-            else:
-                self._queue.put((blob, future))
-        return future
+                return self._unavailable()
+            if self._closed or self._stopped:
+                return AuditUnavailable("the audit log is closed")
+            self._queue.put((blob, leaf, ack))
+        want = self._want
+        if want and self._queue.qsize() >= want:
+            self._ready.set()  # the writer is lingering for exactly this batch
+        return None
 
     def _unavailable(self) -> AuditUnavailable:
         return AuditUnavailable(
@@ -196,39 +256,47 @@ class AuditLog:
             if not isinstance(exc, Exception):
                 raise
         finally:
+            with self._state_lock:
+                self._stopped = True  # from here on, _enqueue refuses
             if self._appender is not None:
                 self._appender.close()
             self._refuse_queued()
 
     def _refuse_queued(self) -> None:
         """Fail every entry still queued, so no caller waits on a writer that is gone."""
+        refused: list[tuple[_Ack, Receipt | BaseException]] = []
         while True:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
-                return
+                break
             if not isinstance(item, _Stop):
                 error = self._unavailable() if self._failed else AuditUnavailable("closed")
-                item[1].set_exception(error)
+                refused.append((item[2], error))
+        _settle(refused)
 
     def _loop(self) -> None:
         # Group commit: take what has queued up.  When the last batch was larger, wait a
         # moment (at most LINGER) for the writers that were in it to come back, so one
         # fsync keeps serving all of them instead of splitting them over two commits.
+        # The wait is one sleep, ended early by the enqueuer that completes the batch:
+        # waking this thread once per arriving entry would cost more than the fsync.
         expected = 1
         while True:
             item = self._queue.get()
             if isinstance(item, _Stop):
                 return
+            if expected > 1:
+                self._ready.clear()
+                self._want = expected - 1
+                if self._queue.qsize() < self._want:
+                    self._ready.wait(self.LINGER)
+                self._want = 0
             batch = [item]
             stop = False
-            deadline = time.monotonic() + self.LINGER
             while len(batch) < self._max_batch:
                 try:
-                    if len(batch) < expected:
-                        more = self._queue.get(timeout=max(deadline - time.monotonic(), 0))
-                    else:
-                        more = self._queue.get_nowait()
+                    more = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if isinstance(more, _Stop):
@@ -239,43 +307,39 @@ class AuditLog:
             try:
                 self._commit(batch)
             except BaseException:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(AuditUnavailable("the audit log's writer failed"))
+                gone = "the audit log's writer failed"
+                _settle((ack, AuditUnavailable(gone)) for *_, ack in batch)
                 raise
             if stop:
                 return
 
-    def _commit(self, batch: list[tuple[bytes, Future[Receipt]]]) -> None:
+    def _commit(self, batch: list[_Item]) -> None:
         if self._failed is not None:
-            for _, future in batch:
-                future.set_exception(self._unavailable())
+            _settle((ack, self._unavailable()) for *_, ack in batch)
             return
-        blobs = [blob for blob, _ in batch]
-        now = self._clock()
+        blobs = [blob for blob, _, _ in batch]
+        leaves = [leaf for _, leaf, _ in batch]
         receipts: list[Receipt] = []
 
         def build(size: int, reader: NodeReader) -> tuple[Any, Any]:
             if self._frontier is None or self._frontier.size != size:
                 self._frontier = Frontier.load(size, reader)  # another process appended
-            records, nodes, made = _rows(self._frontier, blobs, now)
+            rows, nodes, made = _rows(self._frontier, blobs, leaves)
             receipts.extend(made)
-            return records, nodes
+            return rows, nodes
 
         try:
             if self._appender is None:
                 self._appender = self._store.audit_appender()
-            self._appender.append(build)
+            self._appender.append(build, appended_at=self._clock())
         except BaseException as exc:  # fail-stop on anything, then report it
             self._failed = f"{type(exc).__name__}: {exc}"[:300]
             self._frontier = None
-            for _, future in batch:
-                future.set_exception(self._unavailable())
+            _settle((ack, self._unavailable()) for *_, ack in batch)
             if not isinstance(exc, Exception):
                 raise
             return
-        for (_, future), receipt in zip(batch, receipts, strict=True):
-            future.set_result(receipt)
+        _settle(zip([ack for *_, ack in batch], receipts, strict=True))
         if time.monotonic() - self._last_checkpoint_at >= self._interval:
             # Entries are already durable; a failed checkpoint is retried after the next batch.
             with contextlib.suppress(Exception):

@@ -302,6 +302,25 @@ class Frontier:
         self._size = index + 1
         return created
 
+    def extend(self, leaves: Sequence[bytes]) -> list[tuple[int, int, bytes]]:
+        """Append many leaf hashes; return the inner nodes they complete as ``(level, index,
+        hash)`` rows, level >= 1 (the writer's batch form of :meth:`append`)."""
+        for leaf in leaves:
+            if len(leaf) != HASH_SIZE:
+                raise InvalidInput(f"a leaf hash has {HASH_SIZE} bytes, not {len(leaf)}")
+        hashes, size = self._hashes, self._size
+        made: list[tuple[int, int, bytes]] = []
+        for leaf in leaves:
+            current, level, position = bytes(leaf), 0, size
+            while position & 1:
+                current = node_hash(hashes.pop(), current)
+                level, position = level + 1, position >> 1
+                made.append((level, position, current))
+            hashes.append(current)
+            size += 1
+        self._size = size
+        return made
+
     def root(self) -> bytes:
         """The root hash of the tree so far (:data:`EMPTY_ROOT` when empty)."""
         return _fold(self._hashes) if self._hashes else EMPTY_ROOT

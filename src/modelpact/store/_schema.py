@@ -19,7 +19,7 @@ __all__ = [
     "UtcDateTime",
     "audit_checkpoints",
     "audit_entries",
-    "audit_nodes",
+    "audit_subtrees",
     "charters",
     "metadata",
     "model_versions",
@@ -118,9 +118,15 @@ charters = sa.Table(
 )
 
 # The audit log is the one table set that grows with traffic: no index beyond the
-# primary keys.  On SQLite an INTEGER primary key is the rowid (no second B-tree),
-# and audit_nodes is WITHOUT ROWID (the rows live in the primary key's B-tree).
-# Fixed-width columns come first so PostgreSQL pads less (8 bytes a node).
+# primary keys.  On SQLite an INTEGER primary key is the rowid, so each table is one
+# B-tree.  Fixed-width columns come first so PostgreSQL pads less.
+#
+# audit_subtrees keeps the hash of every complete subtree (level >= 1) under one
+# integer, pos = (last << 6) | level, where last = ((idx + 1) << level) - 1 is the
+# subtree's last leaf.  The nodes that appending a leaf completes end at that leaf,
+# so they sort after every stored node: a commit writes at the B-tree's tail only.
+# The 6 level bits leave 57 for the last leaf, so the log holds at most 2**57
+# entries.  The repository converts to and from (level, idx) (_sql_audit.py).
 
 audit_entries = sa.Table(
     "audit_entries",
@@ -133,16 +139,13 @@ audit_entries = sa.Table(
     sa.CheckConstraint("length(leaf_hash) = 32", name="leaf_hash"),
 )
 
-audit_nodes = sa.Table(
-    "audit_nodes",
+audit_subtrees = sa.Table(
+    "audit_subtrees",
     metadata,
-    sa.Column("idx", sa.BigInteger(), nullable=False, autoincrement=False),
-    sa.Column("level", sa.SmallInteger(), nullable=False, autoincrement=False),
+    sa.Column("pos", _Id, primary_key=True, autoincrement=False),
     sa.Column("hash", sa.LargeBinary(), nullable=False),
-    sa.PrimaryKeyConstraint("level", "idx"),  # key order, whatever the column order
-    sa.CheckConstraint("level BETWEEN 1 AND 62 AND idx >= 0", name="position"),
+    sa.CheckConstraint("pos >= 0 AND (pos & 63) BETWEEN 1 AND 62", name="position"),
     sa.CheckConstraint("length(hash) = 32", name="hash"),
-    sqlite_with_rowid=False,
 )
 
 audit_checkpoints = sa.Table(

@@ -7,28 +7,41 @@ times what SQLite itself needs, so this appender keeps one DBAPI connection of
 its own and issues exactly those statements.  Semantics are those of
 ``uow.audit`` (sequencer lock, durable commit, gap-free indexes); any driver
 error becomes :class:`~modelpact.errors.StorageUnavailable`, and the caller
-(the log) stops for good.
+(the log) stops for good.  Nodes are ``(level, idx)`` to the caller and subtree
+positions in the table, as in :mod:`modelpact.store._sql_audit`.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Collection, Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from modelpact.errors import StorageUnavailable
-from modelpact.store._sql_audit import _INSERT_ENTRY, _INSERT_NODE, LOCK_TIMEOUT_MS, _bind_time
+from modelpact.store._sql_audit import (
+    _INSERT_ENTRY,
+    _INSERT_NODE,
+    LOCK_TIMEOUT_MS,
+    _bind_time,
+    _node_id,
+    _position,
+)
 from modelpact.store._sql_audit import _POSTGRES_LOCK as _REPOSITORY_LOCK
-from modelpact.store.records import AuditEntryRecord
+from modelpact.store.records import require_aware
 
 __all__ = ["SqlAuditAppender"]
 
 #: The repository's lock statement (timeout, durable commit, advisory lock), bound for the driver.
 _POSTGRES_LOCK = str(_REPOSITORY_LOCK).replace(":lock_timeout", f"'{LOCK_TIMEOUT_MS}ms'")
 
-Batch = tuple[Sequence[AuditEntryRecord], Sequence[tuple[int, int, bytes]]]
+#: Rows per INSERT statement (4 columns: well inside SQLite's 32,766 and PostgreSQL's 65,535
+#: bound parameters).
+_ROWS_PER_STATEMENT = 128
+
+Batch = tuple[Sequence[tuple[int, bytes, bytes]], Sequence[tuple[int, int, bytes]]]
 
 
 class _Reader:
@@ -41,7 +54,7 @@ class _Reader:
     def nodes(self, ids: Collection[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         found: dict[tuple[int, int], bytes] = {}
         leaves = sorted({i for level, i in ids if level == 0})
-        inner = sorted({(level, i) for level, i in ids if level > 0})
+        positions = sorted({_position(level, i) for level, i in ids if level > 0})
         if leaves:
             marks = ",".join([self._mark] * len(leaves))
             self._cursor.execute(
@@ -49,12 +62,13 @@ class _Reader:
                 leaves,
             )
             found.update(((0, int(i)), bytes(h)) for i, h in self._cursor.fetchall())
-        if inner:
-            clauses = " OR ".join(["(level = ? AND idx = ?)"] * len(inner))
-            query = f"SELECT level, idx, hash FROM audit_nodes WHERE {clauses}"  # noqa: S608
-            params = [value for pair in inner for value in pair]
-            self._cursor.execute(query.replace("?", self._mark), params)
-            found.update(((int(lv), int(i)), bytes(h)) for lv, i, h in self._cursor.fetchall())
+        if positions:
+            marks = ",".join([self._mark] * len(positions))
+            self._cursor.execute(
+                f"SELECT pos, hash FROM audit_subtrees WHERE pos IN ({marks})",  # noqa: S608 - marks only
+                positions,
+            )
+            found.update((_node_id(int(p)), bytes(h)) for p, h in self._cursor.fetchall())
         return found
 
 
@@ -77,13 +91,15 @@ class SqlAuditAppender:
             raise StorageUnavailable(f"cannot connect to {shown}: no driver connection")
         if self._sqlite:
             self._connection.isolation_level = None  # explicit BEGIN IMMEDIATE below
+        self._statements: dict[tuple[str, int], str] = {}
 
-    def append(self, build: Callable[[int, _Reader], Batch]) -> int:
+    def append(self, build: Callable[[int, _Reader], Batch], *, appended_at: datetime) -> int:
         """Lock, read the size, let ``build`` make the rows for it, insert, commit durably.
 
         Returns the new size.  On any failure the transaction is rolled back and
         :class:`StorageUnavailable` raised.
         """
+        require_aware(appended_at, "appended_at")
         mark = self._mark
         cursor = self._connection.cursor()
         try:
@@ -95,15 +111,13 @@ class SqlAuditAppender:
             last = cursor.fetchone()[0]
             size = 0 if last is None else int(last) + 1
             entries, nodes = build(size, _Reader(cursor, mark))
-            if entries and entries[0].idx != size:
+            if entries and entries[0][0] != size:
                 raise StorageUnavailable("audit batch does not start at the end of the log")
-            rows = [
-                (r.idx, r.leaf_hash, r.entry, _bind_time(r.appended_at, self._sqlite))
-                for r in entries
-            ]
-            cursor.executemany(_INSERT_ENTRY.replace("?", mark), rows)
-            if nodes:
-                cursor.executemany(_INSERT_NODE.replace("?", mark), list(nodes))
+            stamp = _bind_time(appended_at, self._sqlite)
+            self._insert(cursor, _INSERT_ENTRY, [(*row, stamp) for row in entries])
+            self._insert(
+                cursor, _INSERT_NODE, [(_position(lv, i), digest) for lv, i, digest in nodes]
+            )
             if self._sqlite:
                 cursor.execute("COMMIT")
             else:
@@ -119,6 +133,19 @@ class SqlAuditAppender:
             raise
         finally:
             cursor.close()
+
+    def _insert(self, cursor: Any, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Insert ``rows`` with one multi-row statement per chunk: one step per chunk
+        instead of one per row (each step releases and retakes the GIL)."""
+        for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+            chunk = rows[start : start + _ROWS_PER_STATEMENT]
+            key = (statement, len(chunk))
+            sql = self._statements.get(key)
+            if sql is None:
+                head, values = statement.split(" VALUES ")
+                sql = f"{head} VALUES {', '.join([values] * len(chunk))}".replace("?", self._mark)
+                self._statements[key] = sql
+            cursor.execute(sql, [value for row in chunk for value in row])
 
     def _rollback(self) -> None:
         with contextlib.suppress(*self._errors):

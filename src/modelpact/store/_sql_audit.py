@@ -29,9 +29,20 @@ Durability
     a caller failing closed then refuses a request whose entry may yet be in
     the log, which is the safe way round).
 
-Reads of node hashes take one query per group (leaf hashes from
-``audit_entries``, higher levels from ``audit_nodes``), in chunks of
-:data:`IN_CHUNK` ids; each looks its rows up through the primary key.
+Subtree positions
+    Callers name a node ``(level, idx)``: level 0 is leaf ``idx`` (its hash is
+    the entry's ``leaf_hash``), level ``l >= 1`` the complete subtree over
+    leaves ``[idx * 2**l, (idx + 1) * 2**l)``.  ``audit_subtrees`` keys the
+    latter by one integer, :func:`_position`: the subtree's last leaf, then its
+    level in the low 6 bits.  The nodes completed by appending a leaf end at
+    that leaf, so every insert lands at the tail of the table's B-tree.  The
+    last leaf gets 57 bits: a node ending at leaf :data:`MAX_LEAVES` or beyond
+    is refused (``InvalidInput``), which caps the log at 2**57 entries.
+
+Reading node hashes takes one query per :data:`IN_CHUNK` leaves and positions
+(leaf hashes from ``audit_entries``, subtrees from ``audit_subtrees``, joined by
+``UNION ALL``), so a proof is one round trip; each row is found through a
+primary key.
 """
 
 from __future__ import annotations
@@ -51,9 +62,16 @@ from modelpact.store.records import (
     require_hash,
 )
 
-__all__ = ["INSERT_CHUNK", "IN_CHUNK", "LOCK_TIMEOUT_MS", "MAX_LEVEL", "SqlAuditRepository"]
+__all__ = [
+    "INSERT_CHUNK",
+    "IN_CHUNK",
+    "LOCK_TIMEOUT_MS",
+    "MAX_LEAVES",
+    "MAX_LEVEL",
+    "SqlAuditRepository",
+]
 _INSERT_ENTRY = "INSERT INTO audit_entries (idx, leaf_hash, entry, appended_at) VALUES (?, ?, ?, ?)"
-_INSERT_NODE = "INSERT INTO audit_nodes (level, idx, hash) VALUES (?, ?, ?)"
+_INSERT_NODE = "INSERT INTO audit_subtrees (pos, hash) VALUES (?, ?)"
 
 
 def _bind_time(value: datetime, sqlite: bool) -> datetime | str:
@@ -69,8 +87,12 @@ INSERT_CHUNK = 1000
 IN_CHUNK = 500
 """Ids per ``IN`` list (well below SQLite's and PostgreSQL's parameter limits)."""
 MAX_LEVEL = 62
-"""The highest node level an index of at most 2**63 - 1 leaves can have."""
+"""The highest level a subtree's position can encode (the database refuses 0 and 63)."""
+MAX_LEAVES = 2**57
+"""Every stored subtree ends below this leaf: the position keeps the last leaf in 57 bits."""
 _MAX_INDEX = 2**63 - 1
+_LEVEL_BITS = 6
+_LEVEL_MASK = (1 << _LEVEL_BITS) - 1
 
 # One round trip: the MATERIALIZED CTE is evaluated (both settings made local to this
 # transaction) before the outer SELECT asks for the lock.  A NULL key would take no lock
@@ -132,6 +154,26 @@ def _is_index(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_INDEX
 
 
+def _position(level: int, idx: int) -> int:
+    """The key of subtree ``(level, idx)`` in ``audit_subtrees``: last leaf, then level.
+
+    Raises ``InvalidInput`` if the subtree ends at leaf :data:`MAX_LEAVES` or beyond.
+    """
+    last = ((idx + 1) << level) - 1
+    if last >= MAX_LEAVES:
+        raise InvalidInput(
+            f"audit node ({level}, {idx}) ends at leaf {last}, beyond the audit log's "
+            f"limit of 2**57 entries"
+        )
+    return (last << _LEVEL_BITS) | level
+
+
+def _node_id(pos: int) -> tuple[int, int]:
+    """The ``(level, idx)`` of the subtree at ``pos``: the inverse of :func:`_position`."""
+    level = pos & _LEVEL_MASK
+    return level, (((pos >> _LEVEL_BITS) + 1) >> level) - 1
+
+
 def _check_entries(entries: Sequence[AuditEntryRecord]) -> None:
     for record in entries:
         if not isinstance(record, AuditEntryRecord):
@@ -146,7 +188,8 @@ def _check_entries(entries: Sequence[AuditEntryRecord]) -> None:
 
 
 def _check_nodes(nodes: Sequence[tuple[int, int, bytes]], size: int) -> None:
-    """Refuse a node at level 0 or above MAX_LEVEL, or one covering leaves beyond ``size``."""
+    """Refuse a node at level 0 or above MAX_LEVEL, ending at leaf MAX_LEAVES or beyond,
+    or covering leaves beyond ``size``."""
     for level, idx, digest in nodes:
         if not (isinstance(level, int) and 1 <= level <= MAX_LEVEL) or not _is_index(idx):
             raise InvalidInput(
@@ -154,6 +197,7 @@ def _check_nodes(nodes: Sequence[tuple[int, int, bytes]], size: int) -> None:
                 f"({level!r}, {idx!r})",
                 hint="level-0 hashes are the entries' leaf hashes",
             )
+        _position(level, idx)  # refuses a subtree beyond the log's limit
         require_hash(digest, f"audit node ({level}, {idx}) hash")
         if (idx + 1) << level > size:
             raise InvalidInput(
@@ -234,7 +278,8 @@ class SqlAuditRepository:
         ]
         batches: list[tuple[str, Sequence[Sequence[Any]]]] = []
         batches.extend((_INSERT_ENTRY, c) for c in _chunks(entry_rows, INSERT_CHUNK))
-        batches.extend((_INSERT_NODE, c) for c in _chunks(list(nodes), INSERT_CHUNK))
+        node_rows = [(_position(level, idx), digest) for level, idx, digest in nodes]
+        batches.extend((_INSERT_NODE, c) for c in _chunks(node_rows, INSERT_CHUNK))
         self._session.write_raw(batches, duplicate=duplicate)
         self._known_size = new_size
 
@@ -242,22 +287,23 @@ class SqlAuditRepository:
 
     def nodes(self, ids: Collection[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         leaves: set[int] = set()
-        inner: set[tuple[int, int]] = set()
+        positions: set[int] = set()
         for level, idx in ids:
             if not _is_index(idx) or not isinstance(level, int):
                 continue
             if level == 0:
                 leaves.add(idx)
-            elif 1 <= level <= MAX_LEVEL:
-                inner.add((level, idx))
+            elif 1 <= level <= MAX_LEVEL and (idx + 1) << level <= MAX_LEAVES:
+                positions.add(_position(level, idx))
         found: dict[tuple[int, int], bytes] = {}
         # Hand-written SQL, one round trip for a proof: a proof asks ~40 ids, and compiling
         # an expression of that size through SQLAlchemy costs more than the lookups.
         leaf_chunks = list(_chunks(sorted(leaves), IN_CHUNK))
-        inner_chunks = list(_chunks(sorted(inner), IN_CHUNK))
-        for step in range(max(len(leaf_chunks), len(inner_chunks))):
+        position_chunks = list(_chunks(sorted(positions), IN_CHUNK))
+        for step in range(max(len(leaf_chunks), len(position_chunks))):
             parts: list[str] = []
             params: list[int] = []
+            # The first column tells a leaf index (0) from a subtree position (1).
             if step < len(leaf_chunks):
                 chunk = leaf_chunks[step]
                 parts.append(
@@ -265,20 +311,16 @@ class SqlAuditRepository:
                     f"WHERE idx IN ({','.join('?' * len(chunk))})"
                 )
                 params.extend(chunk)
-            if step < len(inner_chunks):
-                by_level: dict[int, list[int]] = {}
-                for level, idx in inner_chunks[step]:
-                    by_level.setdefault(level, []).append(idx)
-                # Not (level, idx) IN (...): SQLite would scan the table for that.
-                clauses = " OR ".join(
-                    f"(level = ? AND idx IN ({','.join('?' * len(idxs))}))"
-                    for idxs in by_level.values()
+            if step < len(position_chunks):
+                chunk = position_chunks[step]
+                parts.append(
+                    "SELECT 1, pos, hash FROM audit_subtrees "  # noqa: S608 - marks only
+                    f"WHERE pos IN ({','.join('?' * len(chunk))})"
                 )
-                parts.append(f"SELECT level, idx, hash FROM audit_nodes WHERE {clauses}")  # noqa: S608
-                params.extend(v for level, idxs in by_level.items() for v in (level, *idxs))
+                params.extend(chunk)
             # Only "?" marks and fixed SQL are interpolated; every value is a parameter.
-            for level, idx, digest in self._session.query(" UNION ALL ".join(parts), params):
-                found[int(level), int(idx)] = bytes(digest)
+            for subtree, key, digest in self._session.query(" UNION ALL ".join(parts), params):
+                found[_node_id(int(key)) if subtree else (0, int(key))] = bytes(digest)
         return found
 
     def entries(self, start: int, end: int) -> list[AuditEntryRecord]:

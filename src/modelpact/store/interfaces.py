@@ -237,17 +237,21 @@ class AuditNodeReader(Protocol):
 class AuditAppender(Protocol):
     """The audit log writer's own connection: lock, size, insert, durable commit per batch.
 
-    ``build(size, reader)`` returns the entries (starting at index ``size``) and
-    the level >= 1 nodes to insert; it runs under the sequencer lock.  Any
-    failure rolls the batch back and raises ``StorageUnavailable``.
+    ``build(size, reader)`` returns the entry rows ``(idx, leaf_hash, entry)``
+    (starting at index ``size``) and the level >= 1 nodes ``(level, idx, hash)``
+    to insert; it runs under the sequencer lock.  Every row of the batch is
+    stamped ``appended_at``.  Any failure rolls the batch back and raises
+    ``StorageUnavailable``.
     """
 
     def append(
         self,
         build: Callable[
             [int, AuditNodeReader],
-            tuple[Sequence[AuditEntryRecord], Sequence[tuple[int, int, bytes]]],
+            tuple[Sequence[tuple[int, bytes, bytes]], Sequence[tuple[int, int, bytes]]],
         ],
+        *,
+        appended_at: datetime,
     ) -> int: ...
 
     def close(self) -> None: ...
