@@ -9,7 +9,8 @@ Every failure a caller must tell apart has its own type; interfaces catch only
      │    └── ModelRejected      an artifact that must not be registered (pickle, bad graph)
      ├── NotFound                a partner, model, version, charter or workspace that does not exist
      ├── AlreadyExists           an immutable thing that is already there
-     ├── Denied                  the policy said no
+     ├── Denied                  the policy said no (carries its reasons)
+     │    └── Unauthenticated    no valid session or proof of key
      ├── Expired                 outside a validity window
      ├── QuotaExhausted          a limit is used up
      ├── Tampered                bytes that fail their integrity check
@@ -40,6 +41,7 @@ __all__ = [
     "SignatureInvalid",
     "StorageUnavailable",
     "Tampered",
+    "Unauthenticated",
     "quote_untrusted",
 ]
 
@@ -96,7 +98,21 @@ class AlreadyExists(ModelpactError):
 
 
 class Denied(ModelpactError):
-    """The policy denied the request."""
+    """The policy denied the request, or the caller could not show who it is.
+
+    ``reasons`` are the policy's own words (which grant or rule decided), safe
+    to show the partner who asked.
+    """
+
+    def __init__(
+        self, summary: str, *, reasons: tuple[str, ...] = (), hint: str | None = None
+    ) -> None:
+        super().__init__(summary, hint=hint)
+        self.reasons = reasons
+
+
+class Unauthenticated(Denied):
+    """No valid session: a missing, unknown, revoked or expired token, or a bad proof of key."""
 
 
 class Expired(ModelpactError):
@@ -104,7 +120,13 @@ class Expired(ModelpactError):
 
 
 class QuotaExhausted(ModelpactError):
-    """A limit is used up."""
+    """A limit is used up; ``retry_after`` says in how many seconds it frees up, if known."""
+
+    def __init__(
+        self, summary: str, *, retry_after: float | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(summary, hint=hint)
+        self.retry_after = retry_after
 
 
 class Tampered(ModelpactError):

@@ -1,0 +1,1 @@
+"""The partner SDK: sessions, predictions and receipt verification over HTTP."""

@@ -1,0 +1,1 @@
+"""The partner gateway: the HTTP interface partners call (FastAPI on uvicorn)."""
