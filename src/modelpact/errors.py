@@ -17,6 +17,7 @@ Every failure a caller must tell apart has its own type; interfaces catch only
      │    ├── SignatureInvalid   a signature that does not verify, or by the wrong party
      │    ├── ProofInvalid       a Merkle inclusion or consistency proof that does not verify
      │    └── LogInconsistent    two checkpoints that cannot both be true (fork, rollback)
+     ├── ServerError             the gateway failed or answered nonsense (seen by the SDK)
      ├── InsecureKeyFile         a private key or secret readable by others
      └── StorageUnavailable      the database or artifact store cannot be used
           └── AuditUnavailable   the audit log cannot make an entry durable (fail closed)
@@ -38,6 +39,7 @@ __all__ = [
     "NotFound",
     "ProofInvalid",
     "QuotaExhausted",
+    "ServerError",
     "SignatureInvalid",
     "StorageUnavailable",
     "Tampered",
@@ -150,6 +152,10 @@ class LogInconsistent(Tampered):
     def __init__(self, summary: str, *, evidence: tuple[str, ...] = (), hint: str | None = None):
         super().__init__(summary, hint=hint)
         self.evidence = evidence
+
+
+class ServerError(ModelpactError):
+    """The other side failed in a way the caller cannot fix (an HTTP 5xx, a broken reply)."""
 
 
 class InsecureKeyFile(ModelpactError):

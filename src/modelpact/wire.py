@@ -41,6 +41,10 @@ Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 B64 = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_=+/-]+$")]
 
 
+#: A feature: a JSON number (strict: no strings or booleans coerced into numbers).
+Feature = Annotated[float, Field(strict=True)]
+
+
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -78,7 +82,7 @@ class SessionGrant(_Wire):
 
 
 class PredictRequest(_Wire):
-    rows: Annotated[list[list[float]], Field(min_length=1)]
+    rows: Annotated[list[list[Feature]], Field(min_length=1)]
     version: str | None = Field(default=None, description="default: the version being served")
 
 

@@ -19,6 +19,7 @@ from modelpact.audit.entries import (
     ExportEntry,
     IncidentEntry,
     OutputEntry,
+    SessionEntry,
     decode_entry,
     encode_entry,
 )
@@ -72,6 +73,15 @@ ENTRIES = st.one_of(
         allowed=st.booleans(),
         reasons=st.lists(TEXT, max_size=3).map(tuple),
         digest=st.none() | DIGEST,
+        **COMMON,
+    ),
+    st.builds(
+        SessionEntry,
+        action=st.sampled_from(["open", "authenticate", "close"]),
+        charter=st.none() | NAME,
+        purpose=st.none() | NAME,
+        decision=st.sampled_from(["allow", "deny"]),
+        reasons=st.lists(TEXT, max_size=3).map(tuple),
         **COMMON,
     ),
     st.builds(

@@ -17,11 +17,14 @@ PUBLIC = {
     "GraphLimits",
     "ModelCard",
     "ModelSummary",
+    "PredictionFailed",
     "Predictor",
     "TensorInfo",
     "card_to_json",
+    "check_policy",
     "export_sklearn",
     "inspect_model",
+    "shape_outputs",
     "load_card",
     "refuse_pickle_family",
 }
@@ -29,7 +32,13 @@ PUBLIC = {
 _MODULES = [
     info.name for info in pkgutil.iter_modules(modelpact.runtime.__path__, "modelpact.runtime.")
 ]
-_ALLOWED_IMPORTS = ("modelpact.errors", "modelpact.crypto", "modelpact.runtime")
+# The charter domain too: output shaping reads a grant's output policy.
+_ALLOWED_IMPORTS = (
+    "modelpact.errors",
+    "modelpact.crypto",
+    "modelpact.runtime",
+    "modelpact.charter",
+)
 
 
 def test_public_names() -> None:

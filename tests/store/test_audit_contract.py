@@ -32,6 +32,8 @@ from modelpact.store.sql import MIGRATIONS, create_store_engine
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 654321, tzinfo=UTC)
 AUDIT_TABLES = ["audit_checkpoints", "audit_entries", "audit_subtrees"]
+# The newest revision: open_store migrates to it.
+HEAD = "0005"
 # 0004 keyed the subtrees by position; before it they were audit_nodes, keyed by (level, idx).
 AUDIT_TABLES_0003 = ["audit_checkpoints", "audit_entries", "audit_nodes"]
 # The events table as 0001 made it; 0003 drops it (its downgrade brings it back, empty).
@@ -751,7 +753,7 @@ def test_upgrade_from_0001_keeps_existing_rows(store_url: str) -> None:
     store = open_store(store_url)
     try:
         tables, version = _tables_and_version(store_url)
-        assert version == "0004"
+        assert version == HEAD
         assert set(AUDIT_TABLES) <= tables
         assert "events" not in tables  # dropped, rows and all
         with store.unit_of_work() as work:
@@ -820,7 +822,7 @@ def test_downgrade_from_0003_recreates_events_as_0001_made_it(store_url: str) ->
 
     _migrate(store_url, "head")
     tables, version = _tables_and_version(store_url)
-    assert (version, "events" in tables) == ("0004", False)
+    assert (version, "events" in tables) == (HEAD, False)
 
     _migrate(store_url, "0002", down=True)
     tables, version = _tables_and_version(store_url)
@@ -869,7 +871,7 @@ def test_upgrade_to_0004_keeps_every_node_and_downgrade_puts_them_back(store_url
     store = open_store(store_url)
     try:
         tables, version = _tables_and_version(store_url)
-        assert (version, "audit_nodes" in tables) == ("0004", False)
+        assert (version, "audit_nodes" in tables) == (HEAD, False)
         with store.unit_of_work() as work:
             assert work.audit.size() == 13
             assert work.audit.nodes([*before, (0, 12)]) == {**before, (0, 12): record(12).leaf_hash}

@@ -6,7 +6,7 @@ import importlib
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -15,14 +15,18 @@ from modelpact.errors import InvalidInput
 from modelpact.store import (
     ArtifactStore,
     AuditEntryRecord,
+    ChallengeRecord,
     CharterRecord,
     CheckpointRecord,
     LocalArtifactStore,
     ModelVersionRecord,
     PartnerRecord,
+    SessionRecord,
     SqlStore,
     Store,
     UnitOfWork,
+    UsageRecord,
+    UsageTotal,
 )
 from modelpact.store.sql import SqlUnitOfWork
 
@@ -34,6 +38,8 @@ MODULES = [
     "modelpact.store._sql_errors",
     "modelpact.store._sql_repositories",
     "modelpact.store._sql_session",
+    "modelpact.store._sql_sessions",
+    "modelpact.store._sql_usage",
     "modelpact.store.files",
     "modelpact.store.interfaces",
     "modelpact.store.records",
@@ -51,6 +57,7 @@ def test_public_api() -> None:
         "AuditEntryRecord",
         "AuditNodeReader",
         "AuditRepository",
+        "ChallengeRecord",
         "CharterRecord",
         "CharterRepository",
         "CheckpointRecord",
@@ -60,9 +67,14 @@ def test_public_api() -> None:
         "ModelVersionRecord",
         "PartnerRecord",
         "PartnerRepository",
+        "SessionRecord",
+        "SessionRepository",
         "SqlStore",
         "Store",
         "UnitOfWork",
+        "UsageRecord",
+        "UsageRepository",
+        "UsageTotal",
         "check_artifact_key",
         "open_store",
         "redacted_url",
@@ -123,6 +135,37 @@ HASH = b"\x01" * 32
     ],
 )
 def test_audit_records_refuse_malformed_values(make: Callable[[], object], match: str) -> None:
+    with pytest.raises(InvalidInput, match=match):
+        make()
+
+
+DAY = date(2026, 1, 1)
+LATER = NOW + timedelta(minutes=15)
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: ChallengeRecord("", "acme", NOW, LATER), "nonce"),
+        (lambda: ChallengeRecord("n", "", NOW, LATER), "partner_id"),
+        (lambda: ChallengeRecord("n", "acme", NOW, NOW), "expire after"),
+        (lambda: ChallengeRecord("n", "acme", datetime(2026, 1, 1), LATER), "timezone-aware"),
+        (lambda: ChallengeRecord("n", "acme", NOW, LATER, datetime(2026, 1, 1)), "used_at"),
+        (lambda: SessionRecord(HASH[:31], "acme", "c", 1, "p", NOW, LATER), "32 bytes"),
+        (lambda: SessionRecord(HASH, "acme", "c", 0, "p", NOW, LATER), "at least 1"),
+        (lambda: SessionRecord(HASH, "acme", "c", True, "p", NOW, LATER), "at least 1"),
+        (lambda: SessionRecord(HASH, "acme", "c", 1, "", NOW, LATER), "purpose"),
+        (lambda: SessionRecord(HASH, "acme", "c", 1, "p", LATER, NOW), "expire after"),
+        (lambda: SessionRecord(HASH, "acme", "c", 1, "p", NOW, LATER, DAY), "revoked_at"),  # type: ignore[arg-type]
+        (lambda: UsageRecord("acme", "c", NOW, 0, 0), "must be a date"),
+        (lambda: UsageRecord("acme", "c", DAY, -1, 0), "rows"),
+        (lambda: UsageRecord("acme", "c", DAY, 0, -1), "requests"),
+        (lambda: UsageTotal("acme", "c", 0, 0, DAY, NOW), "last_day"),
+    ],
+)
+def test_session_and_usage_records_refuse_malformed_values(
+    make: Callable[[], object], match: str
+) -> None:
     with pytest.raises(InvalidInput, match=match):
         make()
 

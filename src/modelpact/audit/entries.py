@@ -44,6 +44,7 @@ __all__ = [
     "ExportEntry",
     "IncidentEntry",
     "OutputEntry",
+    "SessionEntry",
     "decode_entry",
     "encode_entry",
 ]
@@ -147,15 +148,36 @@ class IncidentEntry(_Entry):
     type: Literal["incident"] = "incident"
 
 
+class SessionEntry(_Entry):
+    """A partner proving who it is: a session opened or refused, a token refused or closed.
+
+    ``actor`` is the partner the request claimed to be (``unknown`` when it
+    named none); ``subject`` the session's token id (``sha256:`` of the token,
+    never the token) or what was asked for.
+    """
+
+    action: Literal["open", "authenticate", "close"]
+    actor: Name
+    charter: Name | None = None
+    decision: Literal["allow", "deny"]
+    purpose: Name | None = None
+    reasons: tuple[Reason, ...] = ()
+    schema_: Literal["session/v1"] = Field(default="session/v1", alias="schema")
+    subject: Name
+    time: AwareDatetime
+    type: Literal["session"] = "session"
+
+
 ENTRY_TYPES: tuple[type[BaseModel], ...] = (
     AdminEntry,
     AccessEntry,
     OutputEntry,
     ExportEntry,
     IncidentEntry,
+    SessionEntry,
 )
 AuditEntry = Annotated[
-    AdminEntry | AccessEntry | OutputEntry | ExportEntry | IncidentEntry,
+    AdminEntry | AccessEntry | OutputEntry | ExportEntry | IncidentEntry | SessionEntry,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[AuditEntry] = TypeAdapter(AuditEntry)

@@ -369,6 +369,11 @@ class AuditLog:
     def origin(self) -> str:
         return self._origin
 
+    @property
+    def healthy(self) -> bool:
+        """Whether the log accepts entries (not failed, not closed)."""
+        return self._failed is None and not self._closed and not self._stopped
+
     def checkpoint(self) -> CheckpointRecord:
         """Sign and store a checkpoint for the current size (or return the one that exists)."""
         with self._checkpoint_lock:

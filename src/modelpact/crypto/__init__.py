@@ -11,7 +11,11 @@ this):
 - model signatures in the OpenSSF model-signing format: :func:`sign_model`,
   :func:`verify_model`, :func:`generate_model_signing_key`;
 - digests and comparison: :func:`sha256_hex`, :func:`constant_time_equal`;
-- private files: :func:`write_private_file`, :func:`check_private_file`.
+- private files: :func:`write_private_file`, :func:`check_private_file`;
+- TLS for the partner gateway: :func:`create_ca`, :func:`issue_server_cert`,
+  :func:`issue_client_cert`, :func:`server_cert_renewal_reason` and readers
+  (:func:`cert_fingerprint`, :func:`cert_subject_cn`, :func:`cert_not_after`,
+  :func:`cert_hosts`).
 """
 
 from modelpact.crypto.digests import constant_time_equal, sha256_hex
@@ -27,6 +31,16 @@ from modelpact.crypto.model_signature import (
 )
 from modelpact.crypto.sealing import DataKey, KeyEncryptionKey
 from modelpact.crypto.signing import SigningKey, VerifyKey, canonical_digest, canonical_json
+from modelpact.crypto.tls import (
+    cert_fingerprint,
+    cert_hosts,
+    cert_not_after,
+    cert_subject_cn,
+    create_ca,
+    issue_client_cert,
+    issue_server_cert,
+    server_cert_renewal_reason,
+)
 
 __all__ = [
     "ARTIFACT_NAME",
@@ -37,12 +51,20 @@ __all__ = [
     "VerifyKey",
     "canonical_digest",
     "canonical_json",
+    "cert_fingerprint",
+    "cert_hosts",
+    "cert_not_after",
+    "cert_subject_cn",
     "check_private_file",
     "constant_time_equal",
+    "create_ca",
     "generate_model_signing_key",
+    "issue_client_cert",
+    "issue_server_cert",
     "model_signing_public_pem",
     "plaintext_scratch",
     "read_private_file",
+    "server_cert_renewal_reason",
     "sha256_hex",
     "sign_model",
     "verify_model",

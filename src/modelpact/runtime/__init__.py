@@ -5,7 +5,9 @@
   from an allow-list; no external data; bounded size) and summarises them;
 - :func:`export_sklearn` turns a fitted scikit-learn estimator into ONNX bytes;
 - :class:`Predictor` runs an accepted model on a batch of features;
-- :class:`ModelCard` and :func:`load_card` carry the owner's description of it.
+- :class:`ModelCard` and :func:`load_card` carry the owner's description of it;
+- :func:`shape_outputs` turns its raw outputs into what a grant's output policy
+  lets a partner see (:class:`PredictionFailed` when the answer cannot be served).
 
 Every refusal is a :class:`~modelpact.errors.ModelRejected` whose hint says what
 to do instead; other bad input is :class:`~modelpact.errors.InvalidInput`.
@@ -22,6 +24,7 @@ from modelpact.runtime.card import MAX_CARD_BYTES, ModelCard, card_to_json, load
 from modelpact.runtime.operators import ALLOWED_OPERATORS
 from modelpact.runtime.pickle_family import refuse_pickle_family
 from modelpact.runtime.predictor import Predictor
+from modelpact.runtime.shaping import PredictionFailed, check_policy, shape_outputs
 from modelpact.runtime.sklearn_export import INPUT_NAME, export_sklearn
 
 __all__ = [
@@ -32,11 +35,14 @@ __all__ = [
     "GraphLimits",
     "ModelCard",
     "ModelSummary",
+    "PredictionFailed",
     "Predictor",
     "TensorInfo",
     "card_to_json",
+    "check_policy",
     "export_sklearn",
     "inspect_model",
     "load_card",
     "refuse_pickle_family",
+    "shape_outputs",
 ]

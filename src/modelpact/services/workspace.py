@@ -1,6 +1,6 @@
 """The owner's workspace: keys, configuration, database and encrypted artifacts in one folder.
 
-Layout (the folder and ``keys/`` are 0700; keys and configuration 0600)::
+Layout (the folder, ``keys/`` and ``tls/`` are 0700; keys and configuration 0600)::
 
     modelpact.toml                 configuration
     keys/owner-ed25519.pem         signs charters, checkpoints, attestations
@@ -8,6 +8,8 @@ Layout (the folder and ``keys/`` are 0700; keys and configuration 0600)::
     keys/model-signing-p256.pem    signs models (OpenSSF model-signing, EC P-256)
     keys/model-signing-p256.pub    its PEM public key, for `model_signing verify key`
     keys/kek.key                   key-encryption key wrapping per-artifact data keys
+    tls/ca.pem, tls/ca.key         the workspace's local CA (partners trust ca.pem)
+    tls/server.pem, tls/server.key the gateway's certificate and key, issued by that CA
     modelpact.db                   SQLite database (default)
     artifacts/                     encrypted model artifacts
 """
@@ -18,10 +20,13 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
 import stat
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from modelpact.audit.entries import AdminEntry
@@ -30,10 +35,18 @@ from modelpact.crypto import (
     KeyEncryptionKey,
     SigningKey,
     VerifyKey,
+    cert_fingerprint,
+    cert_hosts,
+    cert_not_after,
     check_private_file,
     constant_time_equal,
+    create_ca,
     generate_model_signing_key,
+    issue_client_cert,
+    issue_server_cert,
     model_signing_public_pem,
+    read_private_file,
+    server_cert_renewal_reason,
     write_private_file,
 )
 from modelpact.errors import (
@@ -42,6 +55,7 @@ from modelpact.errors import (
     InvalidInput,
     ModelpactError,
     NotFound,
+    StorageUnavailable,
     Tampered,
 )
 from modelpact.services.clock import Clock, system_clock
@@ -50,10 +64,18 @@ from modelpact.store import (
     CheckpointRecord,
     LocalArtifactStore,
     Store,
+    UnitOfWork,
     open_store,
 )
 
-__all__ = ["CONFIG_NAME", "Workspace", "WorkspaceConfig", "init_workspace", "open_workspace"]
+__all__ = [
+    "CONFIG_NAME",
+    "DEFAULT_TLS_HOSTS",
+    "Workspace",
+    "WorkspaceConfig",
+    "init_workspace",
+    "open_workspace",
+]
 
 CONFIG_NAME = "modelpact.toml"
 OWNER_KEY = "keys/owner-ed25519.pem"
@@ -61,6 +83,14 @@ OWNER_PUB = "keys/owner-ed25519.pub"
 MODEL_KEY = "keys/model-signing-p256.pem"
 MODEL_PUB = "keys/model-signing-p256.pub"
 KEK = "keys/kek.key"
+TLS_DIR = "tls"
+CA_CERT = "tls/ca.pem"
+CA_KEY = "tls/ca.key"
+SERVER_CERT = "tls/server.pem"
+SERVER_KEY = "tls/server.key"
+#: What the gateway's certificate names unless told otherwise: loopback only.
+DEFAULT_TLS_HOSTS = ("localhost", "127.0.0.1", "::1")
+_RENEW_WITHIN = timedelta(days=30)
 DEFAULT_DATABASE = "sqlite:///modelpact.db"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,127}$")
 
@@ -164,6 +194,110 @@ class Workspace:
             self.store, key=self.owner_key(), origin=self.log_origin, now=self.clock()
         )
 
+    @property
+    def tls_dir(self) -> Path:
+        return self.root / TLS_DIR
+
+    @property
+    def ca_cert_path(self) -> Path:
+        """The workspace CA: what partners add to their trust store."""
+        return self.root / CA_CERT
+
+    @property
+    def server_cert_path(self) -> Path:
+        return self.root / SERVER_CERT
+
+    @property
+    def server_key_path(self) -> Path:
+        return self.root / SERVER_KEY
+
+    def ensure_tls(self, hosts: Sequence[str] | None = None) -> None:
+        """Make sure the CA and a server certificate for ``hosts`` exist; call it before serving.
+
+        A workspace made before TLS existed gets its CA and server key here.  The
+        server certificate is issued again, for the same key, when it does not
+        name every host asked for (the new one names the old hosts too), ends
+        within 30 days, or no longer matches the key or the CA.  A CA is never
+        replaced: half of one (a certificate without its key, or the reverse) is
+        an error.  Each CA or certificate made is recorded in the audit log.
+        """
+        wanted = list(DEFAULT_TLS_HOSTS if hosts is None else hosts)
+        now = self.clock()
+        ca_pem, ca_key = self._ensure_ca(now)
+        key_path, cert_path = self.server_key_path, self.server_cert_path
+        key = read_private_file(key_path) if os.path.lexists(key_path) else None
+        previous = _read_public(cert_path) if os.path.lexists(cert_path) else None
+        if key is None:
+            reason: str | None = "new server key"
+        elif previous is None:
+            reason = "there was none"
+        else:
+            reason = server_cert_renewal_reason(
+                previous, key, ca_pem, hosts=wanted, now=now, renew_within=_RENEW_WITHIN
+            )
+        if reason is None:
+            return
+        named: tuple[str, ...] = ()
+        if previous is not None:
+            with contextlib.suppress(InvalidInput):
+                named = cert_hosts(previous)
+        cert, new_key = issue_server_cert(
+            ca_pem, ca_key, hosts=[*wanted, *named], now=now, server_key_pem=key
+        )
+        if key is None:
+            write_private_file(key_path, new_key)
+        _write_public(cert_path, cert, replace=True)
+        named = cert_hosts(cert)
+        with self.store.unit_of_work() as uow:
+            _record_cert(
+                uow,
+                now,
+                "tls.server_cert",
+                self.config.name,
+                cert,
+                hosts=",".join(named),
+                reason=reason[:200],
+            )
+
+    def issue_partner_client_cert(self, partner: str) -> tuple[bytes, bytes]:
+        """A mutual-TLS client certificate (CN = ``partner``) for an active partner.
+
+        Returns ``(certificate PEM, private key PEM)``.  Nothing is kept in the
+        workspace but an audit log entry with the certificate's fingerprint: the
+        caller hands both to the partner and writes the key only with
+        :func:`~modelpact.crypto.write_private_file`.
+        """
+        now = self.clock()
+        ca_pem, ca_key = self._ensure_ca(now)
+        with self.store.unit_of_work() as uow:
+            record = uow.partners.get(partner)
+            if record.status != "active":
+                raise InvalidInput(
+                    f"partner {partner} is {record.status}; no certificate issued",
+                    hint="only an active partner gets a client certificate",
+                )
+            cert, key = issue_client_cert(ca_pem, ca_key, partner=partner, now=now)
+            _record_cert(uow, now, "tls.client_cert", partner, cert)
+        return cert, key
+
+    def _ensure_ca(self, now: datetime) -> tuple[bytes, bytes]:
+        """The CA certificate and key PEM, creating both (and ``tls/``) if neither exists."""
+        _make_tls_dir(self.tls_dir)
+        cert_path, key_path = self.ca_cert_path, self.root / CA_KEY
+        has_cert, has_key = os.path.lexists(cert_path), os.path.lexists(key_path)
+        if has_cert and has_key:
+            return _read_public(cert_path), read_private_file(key_path)
+        if has_cert or has_key:
+            present, absent = (cert_path, key_path) if has_cert else (key_path, cert_path)
+            raise InvalidInput(
+                f"{present} exists without {absent}",
+                hint="restore it from a backup; a CA partners trust is never replaced by itself",
+            )
+        cert = _write_ca(self.root, self.config.name, now)
+        with self.store.unit_of_work() as uow:
+            _record_cert(uow, now, "tls.ca", self.config.name, cert)
+        return cert, read_private_file(key_path)
+
     def close(self) -> None:
         """Cover whatever this process appended with a signed checkpoint, then close."""
         try:
@@ -224,6 +358,15 @@ def init_workspace(
         (root / OWNER_PUB).write_text(owner.verify_key.encode() + "\n")
         generate_model_signing_key(root / MODEL_KEY, root / MODEL_PUB)
         KeyEncryptionKey.generate().save(root / KEK)
+        created.append(root / TLS_DIR)
+        created[-1].mkdir(mode=0o700)
+        tls_now = clock()
+        ca_pem = _write_ca(root, config.name, tls_now)
+        server_pem, server_key = issue_server_cert(
+            ca_pem, read_private_file(root / CA_KEY), hosts=DEFAULT_TLS_HOSTS, now=tls_now
+        )
+        write_private_file(root / SERVER_KEY, server_key)
+        _write_public(root / SERVER_CERT, server_pem, replace=False)
         created.append(root / CONFIG_NAME)
         write_private_file(root / CONFIG_NAME, config.to_toml().encode())
         workspace = _open(root, config, clock)
@@ -236,7 +379,11 @@ def init_workspace(
                 actor="owner",
                 subject=config.name,
                 action="workspace.init",
-                detail={"owner_key": owner.verify_key.encode()},
+                detail={
+                    "owner_key": owner.verify_key.encode(),
+                    "tls_ca": cert_fingerprint(ca_pem),
+                    "tls_server": cert_fingerprint(server_pem),
+                },
             )
             append_within(uow, [entry], now=now)
     except BaseException:
@@ -285,6 +432,7 @@ def open_workspace(root: Path, *, clock: Clock = system_clock) -> Workspace:
         )
     for secret in (CONFIG_NAME, OWNER_KEY, MODEL_KEY, KEK):
         check_private_file(root / secret)
+    _check_tls_files(root)
     try:
         text = config_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -292,6 +440,98 @@ def open_workspace(root: Path, *, clock: Clock = system_clock) -> Workspace:
     config = WorkspaceConfig.from_toml(text, source=str(config_path))
     _check_public_keys(root)
     return _open(root, config, clock)
+
+
+def _record_cert(
+    uow: UnitOfWork, now: datetime, action: str, subject: str, cert: bytes, **detail: str
+) -> None:
+    """Log a certificate the workspace made: its fingerprint lets partners check what they got."""
+    detail |= {"fingerprint": cert_fingerprint(cert), "not_after": cert_not_after(cert).isoformat()}
+    entry = AdminEntry(time=now, actor="owner", subject=subject, action=action, detail=detail)
+    append_within(uow, [entry], now=now)
+
+
+def _check_tls_files(root: Path) -> None:
+    """TLS keys, when there are any (a workspace may predate TLS), must be private too."""
+    tls = root / TLS_DIR
+    if not os.path.lexists(tls):
+        return
+    _check_tls_dir(tls)
+    for secret in (CA_KEY, SERVER_KEY):
+        if os.path.lexists(root / secret):
+            check_private_file(root / secret)
+
+
+def _check_tls_dir(tls: Path) -> None:
+    st = tls.lstat()
+    if not stat.S_ISDIR(st.st_mode):
+        raise InsecureKeyFile(f"{tls} is not a plain folder")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        raise InsecureKeyFile(
+            f"TLS folder {tls} is open to group or others (mode {mode:04o})",
+            hint=f"restrict it with: chmod 700 {tls}",
+        )
+
+
+def _make_tls_dir(tls: Path) -> None:
+    try:
+        tls.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StorageUnavailable(f"cannot create {tls}: {exc.strerror}") from None
+    _check_tls_dir(tls)
+
+
+def _ca_common_name(workspace_name: str) -> str:
+    # A common name holds at most 64 characters; a workspace name up to 128.
+    return f"modelpact {workspace_name[:45]} local CA"
+
+
+def _write_ca(root: Path, workspace_name: str, now: datetime) -> bytes:
+    """Create the CA key (0600) and certificate; neither may exist.  Returns the certificate."""
+    cert, key = create_ca(_ca_common_name(workspace_name), now=now)
+    write_private_file(root / CA_KEY, key)
+    try:
+        _write_public(root / CA_CERT, cert, replace=False)
+    except BaseException:
+        (root / CA_KEY).unlink(missing_ok=True)  # no half a CA left behind
+        raise
+    return cert
+
+
+def _write_public(path: Path, data: bytes, *, replace: bool) -> None:
+    """Write a certificate, mode 0644.
+
+    ``replace=False`` refuses an existing file, as for keys.  ``replace=True``
+    writes a temporary file and renames it over ``path``: a reader sees the old
+    certificate or the new one, never half of one.
+    """
+    target = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp") if replace else path
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        raise AlreadyExists(f"{path} already exists", hint="move it away first") from None
+    except OSError as exc:
+        raise StorageUnavailable(f"cannot create {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if replace:
+            os.replace(target, path)
+    except OSError as exc:
+        target.unlink(missing_ok=True)
+        raise StorageUnavailable(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _read_public(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise StorageUnavailable(f"cannot read {path}: {exc.strerror}") from None
 
 
 def _check_public_keys(root: Path) -> None:

@@ -16,6 +16,10 @@ types.
 - ``work.audit`` (:class:`AuditRepository`) keeps the rows of the
   tamper-evident audit log: entries, Merkle subtree hashes and checkpoints;
   the hashing and signing live with the audit log, not here.
+- ``work.sessions`` (:class:`SessionRepository`) keeps one-time challenges and
+  sessions (by the SHA-256 of their token); ``work.usage``
+  (:class:`UsageRepository`) counts rows and requests per partner, charter and
+  UTC day, with a quota check no two processes can both pass.
 - :class:`LocalArtifactStore` keeps write-once blobs under a directory.
 """
 
@@ -28,18 +32,24 @@ from modelpact.store.interfaces import (
     CharterRepository,
     ModelRepository,
     PartnerRepository,
+    SessionRepository,
     Store,
     UnitOfWork,
+    UsageRepository,
 )
 from modelpact.store.records import (
     CHARTER_STATUSES,
     PARTNER_STATUSES,
     AuditEntryRecord,
+    ChallengeRecord,
     CharterRecord,
     CheckpointRecord,
     ModelRecord,
     ModelVersionRecord,
     PartnerRecord,
+    SessionRecord,
+    UsageRecord,
+    UsageTotal,
 )
 from modelpact.store.sql import SqlStore, open_store, redacted_url
 
@@ -51,6 +61,7 @@ __all__ = [
     "AuditEntryRecord",
     "AuditNodeReader",
     "AuditRepository",
+    "ChallengeRecord",
     "CharterRecord",
     "CharterRepository",
     "CheckpointRecord",
@@ -60,9 +71,14 @@ __all__ = [
     "ModelVersionRecord",
     "PartnerRecord",
     "PartnerRepository",
+    "SessionRecord",
+    "SessionRepository",
     "SqlStore",
     "Store",
     "UnitOfWork",
+    "UsageRecord",
+    "UsageRepository",
+    "UsageTotal",
     "check_artifact_key",
     "open_store",
     "redacted_url",

@@ -25,6 +25,9 @@ __all__ = [
     "model_versions",
     "models",
     "partners",
+    "session_challenges",
+    "sessions",
+    "usage",
 ]
 
 NAMING_CONVENTION = {
@@ -157,4 +160,46 @@ audit_checkpoints = sa.Table(
     sa.Column("issued_at", UtcDateTime(), nullable=False),
     sa.CheckConstraint("size >= 0", name="size"),
     sa.CheckConstraint("length(root) = 32", name="root"),
+)
+
+# Sessions.  A challenge's partner_id has no foreign key: a challenge is issued for any
+# well-formed id, so its row must not tell whether that partner exists.  A session is
+# keyed by the SHA-256 of its token; the token itself is never stored.
+
+session_challenges = sa.Table(
+    "session_challenges",
+    metadata,
+    sa.Column("nonce", sa.String(), primary_key=True),
+    sa.Column("partner_id", sa.String(), nullable=False),
+    sa.Column("issued_at", UtcDateTime(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
+    sa.Column("used_at", UtcDateTime(), nullable=True),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("token_hash", sa.LargeBinary(), primary_key=True),
+    sa.Column("partner_id", sa.String(), sa.ForeignKey("partners.id"), nullable=False, index=True),
+    sa.Column("charter_id", sa.String(), nullable=False),
+    sa.Column("charter_version", sa.Integer(), nullable=False),
+    sa.Column("purpose", sa.String(), nullable=False),
+    sa.Column("issued_at", UtcDateTime(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
+    sa.Column("revoked_at", UtcDateTime(), nullable=True),
+    sa.CheckConstraint("length(token_hash) = 32", name="token_hash"),
+    sa.CheckConstraint("charter_version >= 1", name="charter_version"),
+)
+
+# Usage per partner, charter and UTC day; day is 'YYYY-MM-DD' text, so it sorts by date
+# and compares the same on both databases.
+usage = sa.Table(
+    "usage",
+    metadata,
+    sa.Column("partner_id", sa.String(), primary_key=True),
+    sa.Column("charter_id", sa.String(), primary_key=True),
+    sa.Column("day", sa.String(), primary_key=True),
+    sa.Column("rows", sa.BigInteger(), nullable=False),
+    sa.Column("requests", sa.BigInteger(), nullable=False),
+    sa.CheckConstraint("rows >= 0 AND requests >= 0", name="counts"),
 )

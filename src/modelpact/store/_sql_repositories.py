@@ -23,6 +23,8 @@ from modelpact.errors import (
 from modelpact.store._schema import charters, model_versions, models, partners
 from modelpact.store._sql_audit import SqlAuditRepository
 from modelpact.store._sql_session import Session
+from modelpact.store._sql_sessions import SqlSessionRepository
+from modelpact.store._sql_usage import SqlUsageRepository
 from modelpact.store.records import (
     CHARTER_STATUSES,
     PARTNER_STATUSES,
@@ -278,7 +280,7 @@ class SqlCharterRepository:
 
 
 class SqlUnitOfWork:
-    """:class:`~modelpact.store.interfaces.UnitOfWork`: four repositories on one transaction."""
+    """:class:`~modelpact.store.interfaces.UnitOfWork`: six repositories on one transaction."""
 
     def __init__(self, session: Session) -> None:
         self._session = session
@@ -286,3 +288,5 @@ class SqlUnitOfWork:
         self.models = SqlModelRepository(session)
         self.charters = SqlCharterRepository(session)
         self.audit = SqlAuditRepository(session)
+        self.sessions = SqlSessionRepository(session)
+        self.usage = SqlUsageRepository(session)

@@ -1,7 +1,7 @@
 """The narrow storage interfaces the rest of modelpact is written against.
 
 A :class:`Store` hands out units of work; a :class:`UnitOfWork` is one
-transaction holding four repositories.  Every method raises only
+transaction holding six repositories.  Every method raises only
 :mod:`modelpact.errors` types:
 
 - :class:`~modelpact.errors.NotFound` for a row that is not there;
@@ -25,16 +25,20 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol
 
 from modelpact.store.records import (
     AuditEntryRecord,
+    ChallengeRecord,
     CharterRecord,
     CheckpointRecord,
     ModelRecord,
     ModelVersionRecord,
     PartnerRecord,
+    SessionRecord,
+    UsageRecord,
+    UsageTotal,
 )
 
 __all__ = [
@@ -45,8 +49,10 @@ __all__ = [
     "CharterRepository",
     "ModelRepository",
     "PartnerRepository",
+    "SessionRepository",
     "Store",
     "UnitOfWork",
+    "UsageRepository",
 ]
 
 
@@ -212,6 +218,94 @@ class AuditRepository(Protocol):
         ...
 
 
+class SessionRepository(Protocol):
+    """One-time challenges and the sessions they open, keyed by the SHA-256 of the token.
+
+    Every check that must hold across processes is one conditional statement, so
+    two gateways sharing a database cannot both win: a nonce is consumed at most
+    once whatever the isolation level.
+    """
+
+    def add_challenge(self, record: ChallengeRecord) -> None:
+        """Insert an unused challenge; ``AlreadyExists`` if the nonce was issued before."""
+        ...
+
+    def consume_challenge(
+        self, nonce: str, partner_id: str, now: datetime
+    ) -> ChallengeRecord | None:
+        """Mark the challenge used at ``now`` and return it (with ``used_at`` set).
+
+        ``None``, and nothing written, unless the nonce exists, was issued to
+        ``partner_id``, is unused and ``now < expires_at``.  Of any number of
+        concurrent calls for one nonce, at most one returns a record.
+        """
+        ...
+
+    def delete_expired_challenges(self, now: datetime) -> int:
+        """Delete every challenge with ``expires_at <= now``, used or not; return how many."""
+        ...
+
+    def add(self, record: SessionRecord) -> None:
+        """Insert a session; ``AlreadyExists`` on the same token hash, ``NotFound`` if the
+        partner does not exist."""
+        ...
+
+    def get(self, token_hash: bytes) -> SessionRecord:
+        """The session with this token hash, revoked or expired ones included; ``NotFound``
+        otherwise (the message never shows the hash)."""
+        ...
+
+    def revoke(self, token_hash: bytes, at: datetime) -> None:
+        """Set ``revoked_at`` to ``at`` unless already revoked (the first time stays);
+        ``NotFound`` if there is no such session."""
+        ...
+
+    def revoke_partner(self, partner_id: str, at: datetime) -> int:
+        """Revoke every session of the partner not revoked yet; return how many."""
+        ...
+
+
+class UsageRepository(Protocol):
+    """Prediction rows and requests per partner, charter and UTC day."""
+
+    def add_usage(
+        self,
+        partner_id: str,
+        charter_id: str,
+        day: date,
+        *,
+        rows: int,
+        requests: int,
+        limit_rows: int | None,
+    ) -> bool:
+        """Add ``rows`` and ``requests`` to the day's counts, unless that would take the
+        day's rows past ``limit_rows`` (``None``: no limit).
+
+        ``True`` if added; ``False``, and nothing written, if refused.  One
+        conditional statement: concurrent callers in any number of processes
+        never take the day's rows past the limit together.
+        """
+        ...
+
+    def usage(self, partner_id: str, charter_id: str, day: date) -> UsageRecord:
+        """The day's counts; zeros for a day with no usage."""
+        ...
+
+    def totals(
+        self,
+        *,
+        partner_id: str | None = None,
+        since: date | None = None,
+        until: date | None = None,
+    ) -> builtins.list[UsageTotal]:
+        """Counts summed per partner and charter over days ``since <= day < until`` (each
+        bound optional), optionally of one partner only; by partner id then charter id.
+
+        Pairs with no usage in the range are absent.
+        """
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction: everything done through these repositories commits or none does."""
 
@@ -226,6 +320,12 @@ class UnitOfWork(Protocol):
 
     @property
     def audit(self) -> AuditRepository: ...
+
+    @property
+    def sessions(self) -> SessionRepository: ...
+
+    @property
+    def usage(self) -> UsageRepository: ...
 
 
 class AuditNodeReader(Protocol):

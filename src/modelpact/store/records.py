@@ -1,15 +1,16 @@
 """Plain records the store keeps: what a row holds, nothing of what it means.
 
 Every time is a timezone-aware :class:`~datetime.datetime`; the store returns
-them in UTC.  JSON documents (a model card, a signed charter envelope) are
-kept as the exact text given, never parsed or re-serialised, so a signature
-over that text still verifies after a round trip.
+them in UTC.  A day of usage is a :class:`~datetime.date` (a UTC day).  JSON
+documents (a model card, a signed charter envelope) are kept as the exact text
+given, never parsed or re-serialised, so a signature over that text still
+verifies after a round trip.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from modelpact.errors import InvalidInput
 
@@ -18,12 +19,17 @@ __all__ = [
     "HASH_SIZE",
     "PARTNER_STATUSES",
     "AuditEntryRecord",
+    "ChallengeRecord",
     "CharterRecord",
     "CheckpointRecord",
     "ModelRecord",
     "ModelVersionRecord",
     "PartnerRecord",
+    "SessionRecord",
+    "UsageRecord",
+    "UsageTotal",
     "require_aware",
+    "require_day",
     "require_hash",
 ]
 
@@ -51,6 +57,17 @@ def require_hash(value: bytes, name: str) -> None:
 def _require_index(value: int, name: str) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise InvalidInput(f"{name} must be a non-negative integer: {value!r}")
+
+
+def _require_text(value: str, name: str) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"{name} must be a non-empty string")
+
+
+def require_day(value: date, name: str) -> None:
+    """Raise :class:`InvalidInput` unless ``value`` is a date (and not a datetime)."""
+    if not isinstance(value, date) or isinstance(value, datetime):
+        raise InvalidInput(f"{name} must be a date (a UTC day), not {type(value).__name__}")
 
 
 def _require_status(value: str, allowed: frozenset[str], what: str) -> None:
@@ -159,3 +176,92 @@ class CheckpointRecord:
         _require_index(self.size, "checkpoint size")
         require_hash(self.root, "root")
         require_aware(self.issued_at, "issued_at")
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeRecord:
+    """A one-time nonce issued to whoever claims to be ``partner_id``; used at most once."""
+
+    nonce: str
+    partner_id: str
+    issued_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        _require_text(self.nonce, "nonce")
+        _require_text(self.partner_id, "partner_id")
+        require_aware(self.issued_at, "issued_at")
+        require_aware(self.expires_at, "expires_at")
+        if self.expires_at <= self.issued_at:
+            raise InvalidInput("a challenge must expire after it is issued")
+        if self.used_at is not None:
+            require_aware(self.used_at, "used_at")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A session as issued: the SHA-256 of its token (never the token), and what it is bound to."""
+
+    token_hash: bytes
+    partner_id: str
+    charter_id: str
+    charter_version: int
+    purpose: str
+    issued_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        require_hash(self.token_hash, "token_hash")
+        _require_text(self.partner_id, "partner_id")
+        _require_text(self.charter_id, "charter_id")
+        _require_text(self.purpose, "purpose")
+        if (
+            not isinstance(self.charter_version, int)
+            or isinstance(self.charter_version, bool)
+            or self.charter_version < 1
+        ):
+            raise InvalidInput(f"charter version must be at least 1: {self.charter_version!r}")
+        require_aware(self.issued_at, "issued_at")
+        require_aware(self.expires_at, "expires_at")
+        if self.expires_at <= self.issued_at:
+            raise InvalidInput("a session must expire after it is issued")
+        if self.revoked_at is not None:
+            require_aware(self.revoked_at, "revoked_at")
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """What a partner used under one charter on one UTC day: prediction rows and requests."""
+
+    partner_id: str
+    charter_id: str
+    day: date
+    rows: int
+    requests: int
+
+    def __post_init__(self) -> None:
+        _require_text(self.partner_id, "partner_id")
+        _require_text(self.charter_id, "charter_id")
+        require_day(self.day, "day")
+        _require_index(self.rows, "rows")
+        _require_index(self.requests, "requests")
+
+
+@dataclass(frozen=True, slots=True)
+class UsageTotal:
+    """Usage summed over days, for one partner under one charter."""
+
+    partner_id: str
+    charter_id: str
+    rows: int
+    requests: int
+    first_day: date
+    last_day: date
+
+    def __post_init__(self) -> None:
+        _require_index(self.rows, "rows")
+        _require_index(self.requests, "requests")
+        require_day(self.first_day, "first_day")
+        require_day(self.last_day, "last_day")

@@ -1,0 +1,79 @@
+"""``modelpact serve``: run the partner gateway (TLS by default) on uvicorn."""
+
+from __future__ import annotations
+
+import ipaddress
+import ssl
+import sys
+from typing import Annotated
+
+import typer
+
+from modelpact.cli.terminal import open_ws
+from modelpact.errors import InvalidInput
+
+__all__ = ["serve"]
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8443,
+    mtls: Annotated[
+        bool, typer.Option("--mtls", help="Also require a client certificate from the local CA.")
+    ] = False,
+    plain_http: Annotated[
+        bool,
+        typer.Option(
+            "--plain-http", help="No TLS (loopback only, for local experiments): tokens in clear."
+        ),
+    ] = False,
+) -> None:
+    """(Owner) Serve the partner gateway: sessions, predictions, receipts, log proofs."""
+    import uvicorn
+
+    from modelpact.gateway.app import create_app
+
+    if plain_http and not _loopback(host):
+        raise InvalidInput(
+            f"plain HTTP is allowed only on loopback, not on {host}",
+            hint="drop --plain-http; the gateway serves TLS with the workspace's certificate",
+        )
+    if plain_http and mtls:
+        raise InvalidInput("--mtls needs TLS; drop --plain-http")
+    with open_ws(ctx) as ws:
+        options: dict[str, object] = {}
+        if not plain_http:
+            ws.ensure_tls([host] if host not in ("0.0.0.0", "::") else None)  # noqa: S104
+            options = {
+                "ssl_certfile": str(ws.server_cert_path),
+                "ssl_keyfile": str(ws.server_key_path),
+            }
+            if mtls:
+                options["ssl_ca_certs"] = str(ws.ca_cert_path)
+                options["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+        else:
+            print(
+                "modelpact: warning: serving plain HTTP: session tokens travel unencrypted",
+                file=sys.stderr,
+            )
+        app = create_app(ws)
+        scheme = "http" if plain_http else "https"
+        print(f"modelpact gateway on {scheme}://{host}:{port} (Ctrl-C stops)", file=sys.stderr)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            server_header=False,
+            **options,  # type: ignore[arg-type]
+        )

@@ -1,0 +1,378 @@
+"""The partner SDK: open sessions, predict, and check every receipt against the signed log.
+
+``PartnerClient`` (blocking) and ``AsyncPartnerClient`` (asyncio) speak the
+same protocol over httpx; pass ``transport=`` to run against an in-process app
+in tests.  Sessions are opened on first use and renewed shortly before they
+expire, or once when the gateway says a session ended.  Only requests that
+change nothing are retried on a dropped connection or a 503 (challenges,
+checkpoints, proofs); a prediction is never retried, because it may have
+counted against the quota.
+
+With the owner's public key, ``verify_receipts`` fetches a signed checkpoint
+covering the receipts, has the witness check it is consistent with the last
+one this partner saw (kept in ``witness_path``), and verifies each receipt's
+inclusion proof against it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import ssl
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from modelpact.audit.checkpoint import Checkpoint
+from modelpact.audit.witness import Witness
+from modelpact.client.protocol import (
+    Identity,
+    Prediction,
+    as_rows,
+    check_inclusion,
+    error_from,
+    open_log_checkpoint,
+    renew_due,
+    unb64_list,
+)
+from modelpact.crypto import SigningKey, VerifyKey
+from modelpact.errors import InvalidInput, ServerError, Unauthenticated
+from modelpact.wire import (
+    Challenge,
+    ChallengeRequest,
+    CheckpointDocument,
+    ConsistencyProof,
+    InclusionProof,
+    PredictRequest,
+    PredictResponse,
+    Receipt,
+    SessionGrant,
+)
+
+__all__ = ["AsyncPartnerClient", "PartnerClient", "Prediction"]
+
+_RETRIED = (httpx.TransportError,)
+_BACKOFF = 0.2  # seconds, doubled per attempt, with jitter
+
+
+def _verify_option(verify: ssl.SSLContext | str | Path | bool) -> ssl.SSLContext | bool:
+    if isinstance(verify, str | Path):
+        return ssl.create_default_context(cafile=str(verify))
+    return verify
+
+
+class _Base:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        partner: str,
+        key: SigningKey,
+        charter: str,
+        purpose: str,
+        owner_key: VerifyKey | None = None,
+        log_origin: str | None = None,
+        witness_path: Path | None = None,
+        verify: ssl.SSLContext | str | Path | bool = True,
+        cert: tuple[str, str] | None = None,
+        transport: Any = None,
+        timeout: float = 30.0,
+        retries: int = 3,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        """``verify``: a CA file (the owner's ``tls/ca.pem``), an SSL context, or ``True`` for
+        the system's CAs; ``cert``: a client certificate and key for mutual TLS;
+        ``transport``: an httpx transport (tests pass the app in process)."""
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._identity = Identity(partner=partner, key=key, charter=charter, purpose=purpose)
+        self._owner = owner_key
+        self._origin = log_origin
+        self._witness_path = witness_path
+        self._retries = max(0, retries)
+        self._grant: SessionGrant | None = None
+        self._http = self._make_http(
+            base_url=base_url,
+            verify=_verify_option(verify),
+            cert=cert,
+            transport=transport,
+            timeout=timeout,
+        )
+
+    def _make_http(self, **options: Any) -> Any:
+        raise NotImplementedError
+
+    @property
+    def session(self) -> SessionGrant | None:
+        return self._grant
+
+    def _headers(self) -> dict[str, str]:
+        assert self._grant is not None
+        return {"Authorization": f"Bearer {self._grant.token}"}
+
+    def _witness(self, origin: str) -> Witness | None:
+        if self._witness_path is None or self._owner is None:
+            return None
+        return Witness(self._witness_path, self._owner, origin, origin)
+
+    def _log_for(self, receipts: list[Receipt]) -> tuple[VerifyKey, str]:
+        if self._owner is None:
+            raise InvalidInput(
+                "verifying receipts needs the owner's public key",
+                hint="pass owner_key= (the key in the charter's owner section)",
+            )
+        origins = {r.log_origin for r in receipts}
+        origin = self._origin or (origins.pop() if len(origins) == 1 else None)
+        if origin is None and not receipts:
+            raise InvalidInput("which log? pass log_origin= (shown in every receipt)")
+        if origin is None or any(r.log_origin != origin for r in receipts):
+            raise InvalidInput("receipts from more than one log; verify each log's separately")
+        return self._owner, origin
+
+    @staticmethod
+    def _parse(response: httpx.Response, model: type[Any]) -> Any:
+        if response.status_code >= 400:
+            raise error_from(response)
+        try:
+            return model.model_validate_json(response.content)
+        except ValueError:
+            raise ServerError(f"the gateway's reply is not a valid {model.__name__}") from None
+
+    @staticmethod
+    def _delay(attempt: int) -> float:
+        return float(_BACKOFF * (2**attempt) * (0.5 + random.random()))  # noqa: S311 - jitter
+
+
+class PartnerClient(_Base):
+    """A blocking client for one partner, charter and purpose."""
+
+    _http: httpx.Client
+
+    def _make_http(self, **options: Any) -> httpx.Client:
+        return httpx.Client(**options)
+
+    def __enter__(self) -> PartnerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _safe(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """A request that changes nothing: retried on a dropped connection or a 503."""
+        for attempt in range(self._retries + 1):
+            try:
+                response = self._http.request(method, url, **kwargs)
+            except _RETRIED as exc:
+                if attempt == self._retries:
+                    raise ServerError(f"cannot reach the gateway: {exc}") from None
+            else:
+                if response.status_code != 503 or attempt == self._retries:
+                    return response
+            time.sleep(self._delay(attempt))
+        raise AssertionError("unreachable")
+
+    def open_session(self) -> SessionGrant:
+        """Prove possession of the partner key and get a session token."""
+        body = ChallengeRequest(partner=self._identity.partner).model_dump(mode="json")
+        challenge = self._parse(self._safe("POST", "/v1/sessions/challenge", json=body), Challenge)
+        request = self._identity.session_request(challenge, self._clock())
+        try:
+            response = self._http.post("/v1/sessions", json=request.model_dump(mode="json"))
+        except httpx.TransportError as exc:
+            raise ServerError(f"cannot reach the gateway: {exc}") from None
+        self._grant = self._parse(response, SessionGrant)
+        return self._grant
+
+    def close_session(self) -> None:
+        if self._grant is None:
+            return
+        response = self._http.delete("/v1/sessions/current", headers=self._headers())
+        self._grant = None
+        if response.status_code >= 400 and response.status_code != 401:
+            raise error_from(response)
+
+    def predict(self, model: str, rows: Any, *, version: str | None = None) -> Prediction:
+        """Score ``rows`` (numpy array, pandas frame or lists) with ``model``."""
+        body = PredictRequest(rows=as_rows(rows), version=version).model_dump(mode="json")
+        for attempt in range(2):
+            if renew_due(self._grant, self._clock()):
+                self.open_session()
+            try:
+                response = self._http.post(
+                    f"/v1/models/{model}/predict", json=body, headers=self._headers()
+                )
+            except httpx.TransportError as exc:
+                raise ServerError(f"cannot reach the gateway: {exc}") from None
+            if response.status_code == 401 and attempt == 0:
+                self._grant = None  # the session ended (expired, revoked): open one, once
+                continue
+            return Prediction.from_wire(self._parse(response, PredictResponse))
+        raise Unauthenticated("the gateway refused a fresh session")
+
+    def checkpoint(self, *, min_size: int = 0, origin: str | None = None) -> Checkpoint:
+        """The log's latest signed checkpoint, verified, and checked by the witness."""
+        owner, log_origin = self._log_for([]) if origin is None else (self._owner, origin)
+        assert owner is not None
+        params = {"min_size": min_size}
+        document = self._parse(
+            self._safe("GET", "/v1/log/checkpoint", params=params), CheckpointDocument
+        )
+        checkpoint = open_log_checkpoint(document.note, owner, log_origin)
+        witness = self._witness(log_origin)
+        if witness is not None:
+            last = witness.last
+            proof = None
+            if last is not None and 0 < last.size < checkpoint.size:
+                proof = unb64_list(self._consistency(last.size, checkpoint.size).proof)
+            witness.observe(document.note, proof)
+        return checkpoint
+
+    def _consistency(self, old: int, new: int) -> ConsistencyProof:
+        if renew_due(self._grant, self._clock()):
+            self.open_session()
+        response = self._safe(
+            "GET",
+            "/v1/log/consistency",
+            params={"old": old, "new": new},
+            headers=self._headers(),
+        )
+        return self._parse(response, ConsistencyProof)  # type: ignore[no-any-return]
+
+    def verify_receipts(self, receipts: Iterable[Receipt]) -> Checkpoint:
+        """Check every receipt is in the log the owner signed; return the checkpoint used."""
+        batch = list(receipts)
+        if not batch:
+            raise InvalidInput("no receipts to verify")
+        _, origin = self._log_for(batch)
+        checkpoint = self.checkpoint(min_size=max(r.index for r in batch) + 1, origin=origin)
+        for receipt in batch:
+            if renew_due(self._grant, self._clock()):
+                self.open_session()
+            response = self._safe(
+                "GET",
+                "/v1/log/inclusion",
+                params={"index": receipt.index, "size": checkpoint.size},
+                headers=self._headers(),
+            )
+            check_inclusion(receipt, self._parse(response, InclusionProof), checkpoint)
+        return checkpoint
+
+
+class AsyncPartnerClient(_Base):
+    """The asyncio twin of :class:`PartnerClient`."""
+
+    _http: httpx.AsyncClient
+
+    def _make_http(self, **options: Any) -> httpx.AsyncClient:
+        self._opening = asyncio.Lock()
+        return httpx.AsyncClient(**options)
+
+    async def __aenter__(self) -> AsyncPartnerClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _safe(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        for attempt in range(self._retries + 1):
+            try:
+                response = await self._http.request(method, url, **kwargs)
+            except _RETRIED as exc:
+                if attempt == self._retries:
+                    raise ServerError(f"cannot reach the gateway: {exc}") from None
+            else:
+                if response.status_code != 503 or attempt == self._retries:
+                    return response
+            await asyncio.sleep(self._delay(attempt))
+        raise AssertionError("unreachable")
+
+    async def open_session(self) -> SessionGrant:
+        body = ChallengeRequest(partner=self._identity.partner).model_dump(mode="json")
+        response = await self._safe("POST", "/v1/sessions/challenge", json=body)
+        challenge = self._parse(response, Challenge)
+        request = self._identity.session_request(challenge, self._clock())
+        try:
+            response = await self._http.post("/v1/sessions", json=request.model_dump(mode="json"))
+        except httpx.TransportError as exc:
+            raise ServerError(f"cannot reach the gateway: {exc}") from None
+        self._grant = self._parse(response, SessionGrant)
+        return self._grant
+
+    async def _ensure_session(self, stale: SessionGrant | None = None) -> None:
+        async with self._opening:  # many concurrent predictions open one session, not many
+            if self._grant is stale or renew_due(self._grant, self._clock()):
+                await self.open_session()
+
+    async def close_session(self) -> None:
+        if self._grant is None:
+            return
+        response = await self._http.delete("/v1/sessions/current", headers=self._headers())
+        self._grant = None
+        if response.status_code >= 400 and response.status_code != 401:
+            raise error_from(response)
+
+    async def predict(self, model: str, rows: Any, *, version: str | None = None) -> Prediction:
+        body = PredictRequest(rows=as_rows(rows), version=version).model_dump(mode="json")
+        for attempt in range(2):
+            if renew_due(self._grant, self._clock()):
+                await self._ensure_session()
+            grant = self._grant
+            try:
+                response = await self._http.post(
+                    f"/v1/models/{model}/predict", json=body, headers=self._headers()
+                )
+            except httpx.TransportError as exc:
+                raise ServerError(f"cannot reach the gateway: {exc}") from None
+            if response.status_code == 401 and attempt == 0:
+                await self._ensure_session(stale=grant)
+                continue
+            return Prediction.from_wire(self._parse(response, PredictResponse))
+        raise Unauthenticated("the gateway refused a fresh session")
+
+    async def checkpoint(self, *, min_size: int = 0, origin: str | None = None) -> Checkpoint:
+        owner, log_origin = self._log_for([]) if origin is None else (self._owner, origin)
+        assert owner is not None
+        response = await self._safe("GET", "/v1/log/checkpoint", params={"min_size": min_size})
+        document = self._parse(response, CheckpointDocument)
+        checkpoint = open_log_checkpoint(document.note, owner, log_origin)
+        witness = self._witness(log_origin)
+        if witness is not None:
+            last = witness.last
+            proof = None
+            if last is not None and 0 < last.size < checkpoint.size:
+                await self._ensure_session()
+                reply = await self._safe(
+                    "GET",
+                    "/v1/log/consistency",
+                    params={"old": last.size, "new": checkpoint.size},
+                    headers=self._headers(),
+                )
+                proof = unb64_list(self._parse(reply, ConsistencyProof).proof)
+            witness.observe(document.note, proof)
+        return checkpoint
+
+    async def verify_receipts(self, receipts: Iterable[Receipt]) -> Checkpoint:
+        batch = list(receipts)
+        if not batch:
+            raise InvalidInput("no receipts to verify")
+        _, origin = self._log_for(batch)
+        checkpoint = await self.checkpoint(min_size=max(r.index for r in batch) + 1, origin=origin)
+        await self._ensure_session()
+        for receipt in batch:
+            response = await self._safe(
+                "GET",
+                "/v1/log/inclusion",
+                params={"index": receipt.index, "size": checkpoint.size},
+                headers=self._headers(),
+            )
+            check_inclusion(receipt, self._parse(response, InclusionProof), checkpoint)
+        return checkpoint

@@ -1,0 +1,415 @@
+"""The partner gateway as an ASGI app: sessions, predictions, receipts and log proofs.
+
+A prediction runs: authenticate → decide (the compiled Cedar policy) → meter →
+run the model → shape the output per the grant → audit → respond with the
+prediction and a receipt.  Every outcome, allowed or not, becomes exactly one
+audit entry before the response leaves; when the entry cannot be made durable
+the request fails with 503 and nothing is returned (fail closed).
+
+The blocking steps (database, onnxruntime) run together in one worker thread
+per request; the audit append is awaited on the event loop, so a batch of
+concurrent requests shares one durable commit and one wake-up.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+import anyio
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from modelpact.audit.entries import AccessEntry, AuditEntry, SessionEntry, decode_entry
+from modelpact.audit.log import AuditLog
+from modelpact.charter import Action, Charter, OutputPolicy
+from modelpact.errors import (
+    Denied,
+    Expired,
+    InvalidInput,
+    ModelpactError,
+    NotFound,
+    Unauthenticated,
+)
+from modelpact.gateway.problems import MEDIA_TYPE, BodyLimit, install, problem_response
+from modelpact.policy import AccessRequest
+from modelpact.services.decisions import Decider
+from modelpact.services.metering import Meter
+from modelpact.services.serving import ModelServer
+from modelpact.services.sessions import ActiveSession, SessionDesk, token_id
+from modelpact.services.workspace import Workspace
+from modelpact.wire import (
+    Challenge,
+    ChallengeRequest,
+    CheckpointDocument,
+    ConsistencyProof,
+    InclusionProof,
+    PredictRequest,
+    PredictResponse,
+    Receipt,
+    SessionGrant,
+    SessionRequest,
+)
+
+__all__ = ["DEFAULT_MAX_BODY", "Gateway", "create_app"]
+
+DEFAULT_MAX_BODY = 8 * 1024 * 1024
+"""Largest request body accepted (bytes); the charter's ``max_batch_rows`` bounds rows."""
+
+T = TypeVar("T")
+_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    status: {"content": {MEDIA_TYPE: {}}, "description": "problem details (RFC 9457)"}
+    for status in (400, 401, 403, 404, 413, 422, 429, 503)
+}
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What the worker thread decided for one prediction request."""
+
+    entry: AccessEntry
+    response: PredictResponse | None = None  # without its receipt yet
+    error: ModelpactError | None = None
+
+
+class Gateway:
+    """The gateway's parts over one workspace, and the pipeline that joins them."""
+
+    def __init__(self, workspace: Workspace, *, audience: str | None = None) -> None:
+        self.workspace = workspace
+        self.audience = audience or workspace.log_origin.removesuffix("/log") + "/gateway"
+        self.sessions = SessionDesk(workspace, audience=self.audience)
+        self.meter = Meter(workspace)
+        self.models = ModelServer(workspace)
+        self.decider = Decider(workspace)
+        self.log = AuditLog(
+            workspace.store,
+            key=workspace.owner_key(),
+            origin=workspace.log_origin,
+            clock=workspace.clock,
+        )
+
+    def close(self) -> None:
+        self.log.close()
+
+    # -- the pipeline, in a worker thread --------------------------------------------------
+
+    def _grant_output(self, charter: Charter, model: str, version: str) -> OutputPolicy:
+        for grant in charter.grants:
+            if (
+                grant.model == model
+                and grant.covers_version(version)
+                and Action.PREDICT in grant.actions
+            ):
+                return grant.output
+        raise Denied(f"no grant of {charter.ref} covers predict on {model} {version}")
+
+    def predict_blocking(
+        self, session: ActiveSession, model: str, request: PredictRequest
+    ) -> _Outcome:
+        now = self.workspace.clock()
+        base: dict[str, Any] = {
+            "time": now,
+            "actor": session.partner,
+            "subject": session.token_id,
+            "charter": session.charter,
+            "purpose": session.purpose,
+            "action": Action.PREDICT.value,
+            "model": model,
+            "version": request.version or "served",
+            "rows": len(request.rows),
+        }
+        try:
+            charter = self.sessions.charter(session)
+            version = self.models.resolve(model, request.version)
+            base["version"] = version
+            decision = self.decider.decide(
+                AccessRequest(
+                    partner=session.partner,
+                    charter=session.charter,
+                    purpose=session.purpose,
+                    action=Action.PREDICT,
+                    model=model,
+                    version=version,
+                    at=now,
+                )
+            )
+            if not decision.allowed:
+                raise Denied(
+                    f"the charter does not allow predict on {model} {version}",
+                    reasons=decision.reasons,
+                )
+            policy = self._grant_output(charter, model, version)
+            self.meter.admit(session, charter.limits, len(request.rows))
+            prediction = self.models.predict(
+                model,
+                version,
+                request.rows,
+                policy=policy,
+                max_rows=charter.limits.max_batch_rows,
+            )
+        except ModelpactError as error:
+            reasons = getattr(error, "reasons", ()) or (error.summary[:500],)
+            entry = AccessEntry(**base, decision="deny", reasons=tuple(reasons))
+            return _Outcome(entry, error=error)
+        entry = AccessEntry(
+            **base,
+            decision="allow",
+            reasons=decision.reasons or ("allowed",),
+            input_digest=prediction.input_digest,
+            output_digest=prediction.output_digest,
+        )
+        placeholder = Receipt(index=0, leaf_hash=_b64(b"\0"), log_origin=self.log.origin)
+        response = PredictResponse(
+            model=model, version=version, outputs=prediction.outputs, receipt=placeholder
+        )
+        return _Outcome(entry, response=response)
+
+    async def audit(self, entry: AuditEntry) -> Receipt:
+        """Make ``entry`` durable (raises AuditUnavailable → 503 when it cannot be)."""
+        receipt = await self.log.append_async(entry)
+        return Receipt(
+            index=receipt.index, leaf_hash=_b64(receipt.leaf_hash), log_origin=self.log.origin
+        )
+
+
+async def _thread(fn: Callable[..., T], *args: Any) -> T:
+    return await anyio.to_thread.run_sync(fn, *args)
+
+
+def _bearer(authorization: str | None) -> str:
+    if not authorization:
+        raise Unauthenticated(
+            "no session token", hint="open a session and send it as a Bearer token"
+        )
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("the Authorization header must be 'Bearer <session token>'")
+    return token.strip()
+
+
+async def current_session(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> ActiveSession:
+    """The request's session; every refusal is audited before the 401 or 403 goes out."""
+    gw: Gateway = request.app.state.gateway
+    try:
+        token = _bearer(authorization)
+        return await _thread(gw.sessions.authenticate, token)
+    except (Denied, Expired) as error:  # Unauthenticated included
+        entry = SessionEntry(
+            time=gw.workspace.clock(),
+            action="authenticate",
+            actor="unknown",
+            subject="bearer-token",
+            decision="deny",
+            reasons=(error.summary[:500],),
+        )
+        await gw.audit(entry)
+        raise
+
+
+Session = Annotated[ActiveSession, Depends(current_session)]
+
+
+def create_app(
+    workspace: Workspace,
+    *,
+    audience: str | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+    gateway: Gateway | None = None,
+) -> FastAPI:
+    """The gateway over ``workspace``.  The app owns its :class:`Gateway` unless one is given."""
+    gw = gateway or Gateway(workspace, audience=audience)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if gateway is None:
+                await _thread(gw.close)
+
+    app = FastAPI(
+        title="modelpact gateway",
+        version="1",
+        lifespan=lifespan,
+        responses=_PROBLEMS,
+    )
+    install(app)
+    app.state.gateway = gw
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    @app.post("/v1/sessions/challenge", operation_id="createChallenge", tags=["sessions"])
+    async def create_challenge(body: ChallengeRequest) -> Challenge:
+        return await _thread(gw.sessions.challenge, body.partner)
+
+    @app.post("/v1/sessions", operation_id="openSession", status_code=201, tags=["sessions"])
+    async def open_session(body: SessionRequest) -> SessionGrant:
+        try:
+            grant = await _thread(gw.sessions.open, body)
+        except ModelpactError as error:
+            await gw.audit(
+                SessionEntry(
+                    time=workspace.clock(),
+                    action="open",
+                    actor=body.partner,
+                    subject=f"charter {body.charter}",
+                    charter=body.charter,
+                    purpose=body.purpose,
+                    decision="deny",
+                    reasons=tuple(getattr(error, "reasons", ()) or (error.summary[:500],)),
+                )
+            )
+            raise
+        await gw.audit(
+            SessionEntry(
+                time=workspace.clock(),
+                action="open",
+                actor=grant.partner,
+                subject=token_id(grant.token),
+                charter=grant.charter,
+                purpose=grant.purpose,
+                decision="allow",
+                reasons=(f"charter {grant.charter}@v{grant.charter_version}",),
+            )
+        )
+        return grant
+
+    @app.delete(
+        "/v1/sessions/current", operation_id="closeSession", status_code=204, tags=["sessions"]
+    )
+    async def close_session(
+        session: Session, authorization: Annotated[str | None, Header()] = None
+    ) -> Response:
+        await _thread(gw.sessions.revoke, _bearer(authorization))
+        await gw.audit(
+            SessionEntry(
+                time=workspace.clock(),
+                action="close",
+                actor=session.partner,
+                subject=session.token_id,
+                charter=session.charter,
+                purpose=session.purpose,
+                decision="allow",
+            )
+        )
+        return Response(status_code=204)
+
+    # -- predictions ------------------------------------------------------------------------
+
+    @app.post(
+        "/v1/models/{model}/predict",
+        operation_id="predict",
+        tags=["predictions"],
+        response_model=PredictResponse,
+    )
+    async def predict(model: str, body: PredictRequest, session: Session) -> Any:
+        outcome = await _thread(gw.predict_blocking, session, model, body)
+        receipt = await gw.audit(outcome.entry)
+        if outcome.error is not None:
+            return problem_response(outcome.error)
+        assert outcome.response is not None
+        return outcome.response.model_copy(update={"receipt": receipt})
+
+    # -- the log ----------------------------------------------------------------------------
+
+    @app.get("/v1/log/checkpoint", operation_id="getCheckpoint", tags=["log"])
+    async def get_checkpoint(
+        min_size: Annotated[int, Query(ge=0)] = 0,
+    ) -> CheckpointDocument:
+        def latest() -> str:
+            with workspace.store.unit_of_work() as uow:
+                record = uow.audit.latest_checkpoint()
+            if record is None or record.size < min_size:
+                record = gw.log.checkpoint()
+            if record.size < min_size:
+                raise NotFound(f"the log has fewer than {min_size} entries")
+            return record.note
+
+        return CheckpointDocument(note=await _thread(latest))
+
+    @app.get("/v1/log/inclusion", operation_id="proveInclusion", tags=["log"])
+    async def prove_inclusion(
+        session: Session,
+        index: Annotated[int, Query(ge=0)],
+        size: Annotated[int, Query(ge=1)],
+    ) -> InclusionProof:
+        def prove() -> InclusionProof:
+            if index >= size:
+                raise InvalidInput(f"entry {index} is not in a tree of {size} entries")
+            with workspace.store.unit_of_work() as uow:
+                try:
+                    record = uow.audit.entry(index)
+                except NotFound:
+                    record = None
+                if record is None or not _belongs_to(record.entry, session.partner):
+                    raise NotFound(f"no entry of yours at index {index}")
+                if uow.audit.size() < size:
+                    raise InvalidInput(f"the log has fewer than {size} entries")
+            _, proof = gw.log.prove_inclusion(index, size)
+            return InclusionProof(
+                index=index,
+                size=size,
+                leaf_hash=_b64(record.leaf_hash),
+                proof=[_b64(h) for h in proof],
+            )
+
+        return await _thread(prove)
+
+    @app.get("/v1/log/consistency", operation_id="proveConsistency", tags=["log"])
+    async def prove_consistency(
+        session: Session,
+        old: Annotated[int, Query(ge=1)],
+        new: Annotated[int, Query(ge=1)],
+    ) -> ConsistencyProof:
+        def prove() -> ConsistencyProof:
+            if old > new:
+                raise InvalidInput(f"old size {old} is larger than new size {new}")
+            with workspace.store.unit_of_work() as uow:
+                if uow.audit.size() < new:
+                    raise InvalidInput(f"the log has fewer than {new} entries")
+            proof = gw.log.prove_consistency(old, new)
+            return ConsistencyProof(old_size=old, new_size=new, proof=[_b64(h) for h in proof])
+
+        return await _thread(prove)
+
+    # -- health -----------------------------------------------------------------------------
+
+    @app.get("/healthz", operation_id="health", tags=["health"])
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", operation_id="ready", tags=["health"])
+    async def ready() -> JSONResponse:
+        def check() -> None:
+            with workspace.store.unit_of_work() as uow:
+                uow.audit.size()
+
+        try:
+            await _thread(check)
+            if not gw.log.healthy:
+                raise InvalidInput("the audit log has stopped")
+        except ModelpactError as error:
+            body = {"status": "unavailable", "detail": error.diagnostics()}
+            return JSONResponse(body, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    app.add_middleware(BodyLimit, max_bytes=max_body)
+    return app
+
+
+def _belongs_to(entry: bytes, partner: str) -> bool:
+    """Whether a stored entry was made by ``partner`` (its ``actor``)."""
+    try:
+        return decode_entry(entry).actor == partner
+    except ModelpactError:
+        return False

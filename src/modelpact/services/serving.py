@@ -1,0 +1,291 @@
+"""Serving registered models: resolve a version, load it once, predict, shape, digest.
+
+:class:`ModelServer` is what the gateway runs a prediction through.  A model
+version is verified (wrapped key, ciphertext, digest, owner's signature) and
+decrypted into memory the first time it is asked for; the plaintext goes
+straight into an onnxruntime session and is never written to disk by this
+module.  (:meth:`ModelRegistry.verify` itself hands the plaintext to
+``model-signing`` through a private scratch folder, memory-backed on hosts with
+``/dev/shm``; see :func:`modelpact.crypto.plaintext_scratch`.)  Loaded versions
+are kept in a small LRU cache: versions are immutable, so a cached session never
+goes stale, and a rollback only changes which version :meth:`ModelServer.resolve`
+names.
+
+Every batch is checked before it reaches the model, each fault one line the
+gateway turns into a 4xx, and no message ever quotes a feature value (they are
+the partner's data).  The audit log records only :class:`Prediction`'s digests.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from modelpact.charter import SLUG_PATTERN, OutputPolicy
+from modelpact.crypto import canonical_digest, constant_time_equal, sha256_hex
+from modelpact.errors import InvalidInput, ModelpactError, NotFound, Tampered, quote_untrusted
+from modelpact.runtime import PredictionFailed, Predictor, check_policy, shape_outputs
+from modelpact.services.registry import ModelRegistry
+from modelpact.services.workspace import Workspace
+
+__all__ = ["ModelServer", "Prediction"]
+
+_NAME = re.compile(SLUG_PATTERN)
+_VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+-]{0,62}$")  # as the registry accepts
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: skl2onnx writes a classifier's classes, in score-column order, in one of these.
+_CLASS_ATTRIBUTES = ("classlabels_ints", "classlabels_int64s", "classlabels_strings")
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """A shaped answer and the digests the audit log keeps instead of inputs and outputs.
+
+    Both digests are ``sha256:<hex>`` of the RFC 8785 canonical JSON of the rows
+    (as numbers) and of ``outputs``, so a partner can recompute them.
+    """
+
+    outputs: list[dict[str, object]]
+    input_digest: str
+    output_digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    predictor: Predictor
+    labels: tuple[str | int, ...] | None
+    dtype: type[np.floating[Any]]
+
+
+class ModelServer:
+    """Registered model versions, loaded on first use and run on checked batches.
+
+    Thread-safe: the gateway calls it from many worker threads at once.  Two
+    threads that ask for a version not yet loaded wait for one load.
+    """
+
+    def __init__(self, workspace: Workspace, *, max_loaded: int = 8) -> None:
+        if isinstance(max_loaded, bool) or not isinstance(max_loaded, int) or max_loaded < 1:
+            raise InvalidInput(f"max_loaded must be a positive integer, not {max_loaded!r}")
+        self._registry = ModelRegistry(workspace)
+        self._max_loaded = max_loaded
+        self._lock = threading.Lock()
+        self._loaded: OrderedDict[tuple[str, str], _Loaded] = OrderedDict()
+        self._loading: dict[tuple[str, str], Future[_Loaded]] = {}
+
+    @property
+    def registry(self) -> ModelRegistry:
+        """The registry versions are resolved, verified and decrypted through."""
+        return self._registry
+
+    def resolve(self, model: str, version: str | None) -> str:
+        """The version to run: ``version`` if registered, else the one ``model`` serves now.
+
+        Raises :class:`NotFound` for an unknown model or version.
+        """
+        _check_name(model, version)
+        if version is None:
+            return self._registry.served(model)
+        self._registry.get_version(model, version)  # raises NotFound
+        return version
+
+    def predictor(self, model: str, version: str) -> Predictor:
+        """The loaded :class:`Predictor` of ``model`` ``version``, loading it on first use."""
+        return self._entry(model, version).predictor
+
+    def predict(
+        self,
+        model: str,
+        version: str,
+        rows: Sequence[Sequence[float]],
+        *,
+        policy: OutputPolicy,
+        max_rows: int,
+    ) -> Prediction:
+        """Run ``model`` ``version`` on ``rows`` and shape the answer per ``policy``.
+
+        Raises :class:`InvalidInput` (one line, no feature values) for no rows,
+        more than ``max_rows`` rows, ragged rows, a width the model does not take,
+        values that are not numbers, NaN or infinite, or beyond the range of the
+        model's float type, and for an output kind not served yet;
+        :class:`NotFound` for an unknown model or version; :class:`PredictionFailed`
+        when the model fails at run time or its answer cannot be shaped.
+        """
+        if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
+            raise InvalidInput(f"max_rows must be a positive integer, not {max_rows!r}")
+        check_policy(policy)
+        values = _read_rows(rows, max_rows)
+        entry = self._entry(model, version)
+        features = _to_features(values, entry, model, version)
+        try:
+            raw = entry.predictor.predict(features)
+        except ModelpactError:
+            raise  # the predictor's own errors already leave feature values out
+        except Exception as exc:  # onnxruntime's messages may echo inputs: name the type only
+            raise PredictionFailed(
+                f"{model} {version} failed at run time ({type(exc).__name__})"
+            ) from None
+        outputs = shape_outputs(raw, policy, labels=entry.labels)
+        return Prediction(
+            outputs=outputs,
+            input_digest=canonical_digest(values),
+            output_digest=canonical_digest(outputs),
+        )
+
+    # -- loading ----------------------------------------------------------------------------
+
+    def _entry(self, model: str, version: str) -> _Loaded:
+        _check_name(model, version)
+        key = (model, version)
+        with self._lock:
+            loaded = self._loaded.get(key)
+            if loaded is not None:
+                self._loaded.move_to_end(key)
+                return loaded
+            pending = self._loading.get(key)
+            loader = pending is None  # this thread loads; any others wait for its result
+            if pending is None:
+                pending = self._loading[key] = Future()
+        if not loader:
+            return pending.result()  # raises the loader's error, if it failed
+        try:
+            loaded = self._load(model, version)
+        except BaseException as exc:
+            with self._lock:
+                del self._loading[key]  # a failed load is not cached: the next call retries
+            pending.set_exception(exc)
+            raise
+        with self._lock:
+            del self._loading[key]
+            self._loaded[key] = loaded
+            while len(self._loaded) > self._max_loaded:
+                self._loaded.popitem(last=False)  # sessions in use stay alive until they finish
+        pending.set_result(loaded)
+        return loaded
+
+    def _load(self, model: str, version: str) -> _Loaded:
+        verified = self._registry.verify(model, version)
+        data = self._registry.decrypt(model, version)
+        # decrypt checks the plaintext against the record it reads; this binds it to the
+        # digest the signature was just checked over, should the record change in between.
+        if not constant_time_equal("sha256:" + sha256_hex(data), verified.digest):
+            raise Tampered(f"{model} {version} changed while it was being loaded")
+        # One onnxruntime thread per session: the gateway runs on small (2-core) hosts with
+        # many requests at once, each already on its own worker thread; more threads per
+        # session would only contend for the same cores and make latency unpredictable.
+        predictor = Predictor.from_bytes(
+            data, source=f"{model}-{version}.onnx", intra_op_threads=1, inter_op_threads=1
+        )
+        dtype: type[np.floating[Any]] = (
+            np.float32 if predictor.summary.inputs[0].elem_type == "float" else np.float64
+        )
+        return _Loaded(predictor, _class_labels(data), dtype)
+
+
+def _check_name(model: str, version: str | None) -> None:
+    """Refuse names no registered model can have before they reach the database."""
+    if not isinstance(model, str) or not _NAME.fullmatch(model):
+        shown = quote_untrusted(model) if isinstance(model, str) else type(model).__name__
+        raise NotFound(f"model {shown} does not exist")
+    if version is not None and (not isinstance(version, str) or not _VERSION.fullmatch(version)):
+        shown = quote_untrusted(version) if isinstance(version, str) else type(version).__name__
+        raise NotFound(f"model {model} has no version {shown}")
+
+
+def _class_labels(data: bytes) -> tuple[str | int, ...] | None:
+    """The classifier's classes in score-column order, if the graph names them once.
+
+    Where class labels come from: skl2onnx writes a classifier's classes on its
+    classifier node (``LinearClassifier``, ``SVMClassifier``,
+    ``TreeEnsembleClassifier``), in the order of the score columns; the model
+    card has no field for them, and the label output only shows the class chosen
+    per row.  Models that keep their classes elsewhere (k-nearest neighbours,
+    MLP, ensembles of several classifiers) give ``None``: their columns are then
+    named by index, and :func:`~modelpact.runtime.shape_outputs` refuses to serve
+    scores whenever the model's own labels show those names are wrong.
+    """
+    import onnx  # the plaintext was already checked by inspect_model: parse it, in memory
+
+    graph = onnx.load_from_string(data).graph
+    found: list[tuple[str | int, ...]] = []
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.name not in _CLASS_ATTRIBUTES:
+                continue
+            if attribute.name == "classlabels_strings":
+                try:
+                    found.append(tuple(s.decode("utf-8") for s in attribute.strings))
+                except UnicodeDecodeError:
+                    return None
+            else:
+                found.append(tuple(int(i) for i in attribute.ints))
+    return found[0] if len(found) == 1 and found[0] else None
+
+
+def _read_rows(rows: Sequence[Sequence[float]], max_rows: int) -> list[list[float]]:
+    """The rows as plain floats, or one :class:`InvalidInput` line naming the first fault."""
+    if not isinstance(rows, Sequence) or isinstance(rows, str | bytes | bytearray):
+        raise InvalidInput("rows must be a list of rows of numbers")
+    count = len(rows)
+    if count == 0:
+        raise InvalidInput("no rows to predict")
+    if count > max_rows:
+        raise InvalidInput(f"batch of {count} rows exceeds the charter's max_batch_rows {max_rows}")
+    values: list[list[float]] = []
+    width = -1
+    for i, row in enumerate(rows):
+        if not isinstance(row, Sequence) or isinstance(row, str | bytes | bytearray):
+            raise InvalidInput(f"row {i} is not a list of numbers")
+        if width < 0:
+            width = len(row)
+            if width == 0:
+                raise InvalidInput("rows hold no values")
+        elif len(row) != width:
+            raise InvalidInput(f"row {i} has {len(row)} values but row 0 has {width}")
+        values.append([_number(value, i) for value in row])
+    return values
+
+
+def _number(value: object, row: int) -> float:
+    if type(value) is float:  # the common case, first: JSON numbers with a fraction
+        number = value
+    elif isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise InvalidInput(f"row {row} holds a value that is not a number")
+    else:
+        try:
+            number = float(value)
+        except OverflowError:  # an integer with hundreds of digits
+            number = math.inf
+    if not math.isfinite(number):
+        raise InvalidInput(f"row {row} holds NaN, an infinite value or a number too large")
+    return number + 0.0  # -0.0 and 0.0 are the same feature, and digest the same
+
+
+def _to_features(
+    values: list[list[float]], entry: _Loaded, model: str, version: str
+) -> npt.NDArray[np.floating[Any]]:
+    width = len(values[0])
+    expected = entry.predictor.n_features
+    if expected is not None and width != expected:
+        raise InvalidInput(
+            f"rows have {width} values but {model} {version} takes {expected} features"
+        )
+    array = np.asarray(values, dtype=np.float64)
+    if entry.dtype is np.float32:
+        too_large = np.abs(array) > _FLOAT32_MAX
+        if too_large.any():
+            row = int(np.nonzero(too_large.any(axis=1))[0][0])
+            raise InvalidInput(
+                f"row {row} holds a value beyond the float32 range of {model} {version}"
+            )
+    return np.ascontiguousarray(array, dtype=entry.dtype)

@@ -1,0 +1,389 @@
+"""Partner sessions: a one-time challenge, a signed proof of key, a short-lived bearer token.
+
+1. :meth:`SessionDesk.challenge` issues a random nonce for a partner id (any
+   well-formed id: the answer never tells whether that partner exists).
+2. The partner signs :func:`modelpact.wire.session_message` — this gateway's
+   audience, its id, charter, purpose, the nonce and its clock — with its
+   enrolled Ed25519 key; :meth:`SessionDesk.open` checks the proof, consumes the
+   nonce (once, across every gateway sharing the database), then the partner's
+   status and the charter, and issues a token bound to one charter and one
+   purpose.  Only the token's SHA-256 is stored.
+3. :meth:`SessionDesk.authenticate` runs on every request and re-reads what may
+   have changed since: revocation, the partner's status, the charter's active
+   version, its validity window and purposes.  Nothing of that is cached, so a
+   suspension or an expiry takes effect on the very next request.  Only parsed,
+   verified charters are cached, by id, version and digest.
+
+Refusals: :class:`~modelpact.errors.Unauthenticated` when the caller has not
+shown who it is (bad proof, used nonce, unknown, revoked or expired token);
+:class:`~modelpact.errors.Denied` (with ``reasons``) when it has, but may not
+go on; :class:`~modelpact.errors.Expired` when the charter is outside its window.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import secrets
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from modelpact import wire
+from modelpact.charter import SLUG_PATTERN, Charter
+from modelpact.crypto import SigningKey, VerifyKey, sha256_hex
+from modelpact.errors import (
+    Denied,
+    Expired,
+    InvalidInput,
+    NotFound,
+    SignatureInvalid,
+    Tampered,
+    Unauthenticated,
+    quote_untrusted,
+)
+from modelpact.services.charters import CharterDesk
+from modelpact.services.workspace import Workspace
+from modelpact.store import (
+    ChallengeRecord,
+    CharterRecord,
+    PartnerRecord,
+    SessionRecord,
+    UnitOfWork,
+)
+
+__all__ = ["TOKEN_PREFIX", "ActiveSession", "SessionDesk", "token_id"]
+
+#: Every session token starts with this, so a leaked one is easy to recognise and scan for.
+TOKEN_PREFIX = "mpt_"  # noqa: S105 - a prefix, not a secret
+_TOKEN = re.compile(r"mpt_[A-Za-z0-9_-]{43}")  # 32 random bytes, base64url, no padding
+_PARTNER = re.compile(SLUG_PATTERN)
+_RANDOM_BYTES = 32
+_SIGNATURE_BYTES = 64
+_SWEEP_EVERY = timedelta(minutes=1)
+_CACHED_CHARTERS = 256
+# Verifies no real signature: an unknown partner costs the same verification as a known one.
+_NOBODY = SigningKey.generate().verify_key
+
+_BAD_PROOF = "the proof of key does not verify"
+_BAD_PROOF_HINT = (
+    "sign modelpact.wire.session_message(...) for this gateway's audience "
+    "with the partner's enrolled Ed25519 key"
+)
+_NOT_A_SESSION = "that is not a valid session token"
+_NEW_SESSION = "open a new session"
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _signature_bytes(text: str) -> bytes | None:
+    """The 64 signature bytes from base64 (standard or URL-safe, padded or not), or None."""
+    stripped = text.rstrip("=").replace("-", "+").replace("_", "/")
+    try:
+        raw = base64.b64decode(stripped + "=" * (-len(stripped) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw if len(raw) == _SIGNATURE_BYTES else None
+
+
+def _digest(token: str) -> bytes:
+    return bytes.fromhex(sha256_hex(token.encode("utf-8")))
+
+
+def _token_hash(token: str) -> bytes | None:
+    """SHA-256 of a well-formed token, or None for anything this desk cannot have issued."""
+    if not isinstance(token, str) or not _TOKEN.fullmatch(token):
+        return None
+    return _digest(token)
+
+
+def token_id(token: str) -> str:
+    """``sha256:<hex>`` of a token: names a session in logs without revealing the token."""
+    return "sha256:" + _digest(token).hex()
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveSession:
+    """A session checked just now: who, under which charter version, for what, until when."""
+
+    token_id: str  # "sha256:<hex>" of the token: safe to put in the audit log
+    partner: str
+    charter: str
+    charter_version: int
+    purpose: str
+    expires_at: datetime
+
+
+def _denied(reason: str, *, hint: str | None = None) -> Denied:
+    return Denied(reason, reasons=(reason,), hint=hint)
+
+
+def _active_record(uow: UnitOfWork, charter_id: str, partner_id: str) -> CharterRecord | None:
+    """The charter's active version if it is ``partner_id``'s; None otherwise.
+
+    Applying a version supersedes the one before, so an active version is always
+    the latest: one indexed read.
+    """
+    try:
+        latest = uow.charters.latest(charter_id)
+    except NotFound:
+        return None
+    if latest.status != "active" or latest.partner_id != partner_id:
+        return None
+    return latest
+
+
+class SessionDesk:
+    """Issues challenges, opens sessions on a proof of key, and checks tokens on each request.
+
+    One desk serves every request of a gateway process; it is thread-safe.
+    ``audience`` names this gateway in what partners sign, so a proof made for
+    one gateway cannot open a session at another.
+    """
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        *,
+        audience: str,
+        challenge_ttl: int = 60,
+        clock_skew: int = 60,
+    ) -> None:
+        if not isinstance(audience, str) or not audience.strip():
+            raise InvalidInput("a session desk needs an audience (the gateway's name)")
+        if challenge_ttl <= 0:
+            raise InvalidInput(f"challenge_ttl must be positive seconds: {challenge_ttl}")
+        if clock_skew < 0:
+            raise InvalidInput(f"clock_skew cannot be negative: {clock_skew}")
+        self._ws = workspace
+        self.audience = audience
+        self._challenge_ttl = timedelta(seconds=challenge_ttl)
+        self._clock_skew = timedelta(seconds=clock_skew)
+        self._lock = threading.Lock()
+        self._last_sweep: datetime | None = None
+        self._charters: dict[tuple[str, int], tuple[str, Charter]] = {}
+
+    # -- challenges ------------------------------------------------------------------------
+
+    def challenge(self, partner: str) -> wire.Challenge:
+        """A fresh nonce for ``partner`` to sign, valid ``challenge_ttl`` seconds, used once."""
+        if not isinstance(partner, str) or not _PARTNER.fullmatch(partner):
+            raise InvalidInput(f"partner id {quote_untrusted(str(partner))} is not a slug")
+        now = self._ws.clock()
+        record = ChallengeRecord(
+            nonce=_b64url(secrets.token_bytes(_RANDOM_BYTES)),
+            partner_id=partner,
+            issued_at=now,
+            expires_at=now + self._challenge_ttl,
+        )
+        with self._ws.store.unit_of_work() as uow:
+            uow.sessions.add_challenge(record)
+            if self._sweep_due(now):
+                uow.sessions.delete_expired_challenges(now)
+        return wire.Challenge(
+            audience=self.audience, nonce=record.nonce, expires_at=record.expires_at
+        )
+
+    def _sweep_due(self, now: datetime) -> bool:
+        """True at most once a minute (and again if the clock was set back)."""
+        with self._lock:
+            last = self._last_sweep
+            if last is not None and last <= now < last + _SWEEP_EVERY:
+                return False
+            self._last_sweep = now
+            return True
+
+    # -- opening a session -----------------------------------------------------------------
+
+    def open(self, request: wire.SessionRequest) -> wire.SessionGrant:
+        """Check the proof of key, consume the nonce, check partner and charter; issue a token.
+
+        The nonce is spent as soon as the proof holds, even if the session is
+        then refused: a signed request can never be replayed, not even after
+        the reason for its refusal has gone.
+        """
+        now = self._ws.clock()
+        message = wire.session_message(
+            audience=self.audience,
+            partner=request.partner,
+            charter=request.charter,
+            purpose=request.purpose,
+            nonce=request.nonce,
+            signed_at=request.signed_at,
+        )
+        signature = _signature_bytes(request.signature)
+        if signature is None:
+            raise Unauthenticated(_BAD_PROOF, hint=_BAD_PROOF_HINT)
+        with self._ws.store.unit_of_work() as uow:
+            partner = self._proven_partner(uow, request.partner, signature, message)
+            if abs(now - request.signed_at) > self._clock_skew:
+                raise Unauthenticated(
+                    f"the request was signed at {request.signed_at.isoformat()}, more than "
+                    f"{self._clock_skew.total_seconds():g} s from the gateway's clock",
+                    hint="set the partner machine's clock right (NTP) and sign again",
+                )
+            if uow.sessions.consume_challenge(request.nonce, partner.id, now) is None:
+                raise Unauthenticated(
+                    "the challenge nonce is unknown, expired, already used or not this partner's",
+                    hint="ask for a new challenge and sign it at once",
+                )
+            record = _active_record(uow, request.charter, partner.id)
+        # The nonce is spent (committed); every refusal from here on leaves it spent.
+        charter = self._checked_charter(partner, request.charter, record, now)
+        if request.purpose not in charter.purposes:
+            raise _denied(
+                f"{charter.ref} does not list purpose {request.purpose}",
+                hint=f"its purposes are: {', '.join(charter.purposes)}",
+            )
+        token = TOKEN_PREFIX + _b64url(secrets.token_bytes(_RANDOM_BYTES))
+        expires_at = now + timedelta(seconds=charter.limits.session_ttl_seconds)
+        if charter.valid.until is not None:
+            expires_at = min(expires_at, charter.valid.until)
+        with self._ws.store.unit_of_work() as uow:
+            uow.sessions.add(
+                SessionRecord(
+                    token_hash=_digest(token),
+                    partner_id=partner.id,
+                    charter_id=charter.charter,
+                    charter_version=charter.version,
+                    purpose=request.purpose,
+                    issued_at=now,
+                    expires_at=expires_at,
+                )
+            )
+        return wire.SessionGrant(
+            token=token,
+            partner=partner.id,
+            charter=charter.charter,
+            charter_version=charter.version,
+            purpose=request.purpose,
+            expires_at=expires_at,
+        )
+
+    @staticmethod
+    def _proven_partner(
+        uow: UnitOfWork, partner_id: str, signature: bytes, message: bytes
+    ) -> PartnerRecord:
+        """The partner whose enrolled key made ``signature``.
+
+        An unknown partner and a bad signature cost the same work (a lookup and
+        one verification) and get the same answer.
+        """
+        partner: PartnerRecord | None
+        try:
+            partner = uow.partners.get(partner_id)
+        except NotFound:
+            partner = None
+        key = _NOBODY if partner is None else VerifyKey.decode(partner.public_key)
+        try:
+            key.verify(signature, message)
+        except SignatureInvalid:
+            partner = None
+        if partner is None:
+            raise Unauthenticated(_BAD_PROOF, hint=_BAD_PROOF_HINT)
+        return partner
+
+    def _checked_charter(
+        self, partner: PartnerRecord, charter_id: str, record: CharterRecord | None, now: datetime
+    ) -> Charter:
+        """The charter, if the partner is active and the charter active and in its window."""
+        if partner.status != "active":
+            raise _denied(f"partner {partner.id} is {partner.status}")
+        if record is None:
+            raise _denied(f"partner {partner.id} has no active charter {charter_id}")
+        charter = self._parsed(record)
+        if not charter.valid.contains(now):
+            raise Expired(
+                f"{charter.ref} is not valid now ({now.isoformat(timespec='seconds')})",
+                hint="its validity window is closed or not yet open",
+            )
+        return charter
+
+    # -- on every request ------------------------------------------------------------------
+
+    def authenticate(self, token: str) -> ActiveSession:
+        """The session ``token`` opens, checked against the current state of everything.
+
+        One unit of work reads the session, its partner and its charter's active
+        version; a charter superseded since the session opened carries the
+        session on as long as the new version still lists its purpose.
+        """
+        token_hash = _token_hash(token)
+        if token_hash is None:
+            raise Unauthenticated(_NOT_A_SESSION, hint=_NEW_SESSION)
+        now = self._ws.clock()
+        with self._ws.store.unit_of_work() as uow:
+            try:
+                session = uow.sessions.get(token_hash)
+            except NotFound:
+                raise Unauthenticated(_NOT_A_SESSION, hint=_NEW_SESSION) from None
+            if session.revoked_at is not None:
+                raise Unauthenticated("the session was revoked", hint=_NEW_SESSION)
+            if now >= session.expires_at:
+                raise Unauthenticated("the session expired", hint=_NEW_SESSION)
+            partner = uow.partners.get(session.partner_id)
+            record = _active_record(uow, session.charter_id, session.partner_id)
+        charter = self._checked_charter(partner, session.charter_id, record, now)
+        if session.purpose not in charter.purposes:
+            raise _denied(f"{charter.ref} no longer lists purpose {session.purpose}")
+        expires_at = session.expires_at
+        if charter.valid.until is not None:
+            expires_at = min(expires_at, charter.valid.until)
+        return ActiveSession(
+            token_id="sha256:" + token_hash.hex(),
+            partner=session.partner_id,
+            charter=charter.charter,
+            charter_version=charter.version,
+            purpose=session.purpose,
+            expires_at=expires_at,
+        )
+
+    def charter(self, session: ActiveSession) -> Charter:
+        """The typed charter version ``session`` runs under (as :meth:`authenticate` found it)."""
+        cached = self._charters.get((session.charter, session.charter_version))
+        if cached is not None:
+            return cached[1]
+        record, charter = CharterDesk(self._ws).get(session.charter, session.charter_version)
+        self._remember(record, charter)
+        return charter
+
+    def _parsed(self, record: CharterRecord) -> Charter:
+        """The verified charter ``record`` holds; parsed and re-verified once per digest."""
+        cached = self._charters.get((record.charter_id, record.version))
+        if cached is not None and cached[0] == record.digest:
+            return cached[1]
+        stored, charter = CharterDesk(self._ws).get(record.charter_id, record.version)
+        if stored.digest != record.digest:
+            raise Tampered(
+                f"charter {record.charter_id}@v{record.version} changed while being read",
+                hint="the database was changed outside modelpact; restore it from a backup",
+            )
+        self._remember(stored, charter)
+        return charter
+
+    def _remember(self, record: CharterRecord, charter: Charter) -> None:
+        with self._lock:
+            if len(self._charters) >= _CACHED_CHARTERS:
+                self._charters.pop(next(iter(self._charters)))
+            self._charters[(record.charter_id, record.version)] = (record.digest, charter)
+
+    # -- revocation ------------------------------------------------------------------------
+
+    def revoke(self, token: str) -> None:
+        """End the session ``token`` opens; revoking it again does nothing."""
+        token_hash = _token_hash(token)
+        if token_hash is None:
+            raise Unauthenticated(_NOT_A_SESSION)
+        with self._ws.store.unit_of_work() as uow:
+            try:
+                uow.sessions.revoke(token_hash, self._ws.clock())
+            except NotFound:
+                raise Unauthenticated(_NOT_A_SESSION) from None
+
+    def revoke_partner(self, partner: str) -> int:
+        """End every session of ``partner`` (on suspension, revocation or exit); how many."""
+        with self._ws.store.unit_of_work() as uow:
+            return uow.sessions.revoke_partner(partner, self._ws.clock())

@@ -1,0 +1,323 @@
+"""The gateway end to end: the SDK against the ASGI app in process, and over TLS on uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+from modelpact.audit.entries import AccessEntry, SessionEntry, decode_entry
+from modelpact.client import AsyncPartnerClient, PartnerClient
+from modelpact.errors import (
+    Denied,
+    InvalidInput,
+    NotFound,
+    QuotaExhausted,
+)
+from modelpact.services import CharterDesk, PartnerDirectory, Workspace
+from modelpact.wire import PROBLEM_BASE, Challenge
+from tests.gateway.conftest import KEYS, MODEL, Clock, charter_for, running
+
+T = TypeVar("T")
+ROWS = load_breast_cancer().data[:5].tolist()
+
+
+def run(coro: Awaitable[T]) -> T:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def client(app: Any, ws: Workspace, partner: str = "acme", **kwargs: Any) -> AsyncPartnerClient:
+    options: dict[str, Any] = {
+        "partner": partner,
+        "key": KEYS[partner],
+        "charter": f"northwind-{partner}",
+        "purpose": "fraud-screening",
+        "owner_key": ws.owner_verify_key,
+        "transport": httpx.ASGITransport(app=app),
+        "clock": ws.clock,
+    }
+    return AsyncPartnerClient("http://gateway", **(options | kwargs))
+
+
+def entries(ws: Workspace) -> list[Any]:
+    with ws.store.unit_of_work() as uow:
+        return [decode_entry(r.entry) for r in uow.audit.entries(0, uow.audit.size())]
+
+
+def raw(app: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway")
+
+
+def test_predictions_are_shaped_audited_and_provable(app: Any, ws: Workspace) -> None:
+    async def scenario() -> None:
+        async with client(app, ws) as sdk:
+            prediction = await sdk.predict(MODEL, np.array(ROWS))
+            assert prediction.version == "1.0.0"
+            assert len(prediction.outputs) == len(ROWS)
+            for output in prediction.outputs:  # the grant says: scores, 2 decimals
+                scores = output["scores"]
+                assert all(round(s["score"], 2) == s["score"] for s in scores)
+            second = await sdk.predict(MODEL, ROWS[:2])
+            checkpoint = await sdk.verify_receipts([prediction.receipt, second.receipt])
+            assert checkpoint.size > second.receipt.index
+
+    run(scenario())
+    access = [e for e in entries(ws) if isinstance(e, AccessEntry)]
+    assert [e.decision for e in access] == ["allow", "allow"]
+    assert access[0].rows == len(ROWS) and access[0].input_digest and access[0].output_digest
+    assert all(str(ROWS[0][0]) not in e.model_dump_json() for e in access)  # no raw inputs
+
+
+def test_a_wrong_purpose_is_denied_with_reasons_and_audited(app: Any, ws: Workspace) -> None:
+    async def scenario() -> None:
+        async with client(app, ws, purpose="marketing") as sdk:
+            with pytest.raises(Denied):
+                await sdk.predict(MODEL, ROWS)
+
+    run(scenario())
+    refused = [e for e in entries(ws) if isinstance(e, SessionEntry) and e.decision == "deny"]
+    assert refused and refused[-1].purpose == "marketing"
+
+
+def test_one_partner_cannot_use_anothers_charter_or_receipts(app: Any, ws: Workspace) -> None:
+    async def scenario() -> None:
+        async with client(app, ws, charter="northwind-globex") as thief:
+            with pytest.raises(Denied):
+                await thief.open_session()
+        async with client(app, ws, partner="globex") as globex, client(app, ws) as acme:
+            theirs = await globex.predict(MODEL, ROWS[:1])
+            with pytest.raises(NotFound):
+                await acme.verify_receipts([theirs.receipt])
+            await globex.verify_receipts([theirs.receipt])
+
+    run(scenario())
+
+
+def test_bad_signatures_and_replayed_challenges_are_refused(app: Any, ws: Workspace) -> None:
+    acme = client(app, ws)._identity
+    impostor = client(app, ws, key=KEYS["globex"])._identity
+
+    async def scenario() -> None:
+        async with raw(app) as http:
+
+            async def challenge() -> Challenge:
+                reply = await http.post("/v1/sessions/challenge", json={"partner": "acme"})
+                return Challenge.model_validate(reply.json())
+
+            first = await challenge()
+            forged = impostor.session_request(first, ws.clock())
+            response = await http.post("/v1/sessions", json=forged.model_dump(mode="json"))
+            assert response.status_code == 401
+            assert response.headers["content-type"] == "application/problem+json"
+            # A forgery does not burn the partner's nonce; the honest answer still works...
+            honest = acme.session_request(first, ws.clock()).model_dump(mode="json")
+            assert (await http.post("/v1/sessions", json=honest)).status_code == 201
+            # ...once: the same signed request again is a replay.
+            assert (await http.post("/v1/sessions", json=honest)).status_code == 401
+            # An old signature over a fresh nonce does not verify.
+            fresh = await challenge()
+            spliced = honest | {"nonce": fresh.nonce}
+            assert (await http.post("/v1/sessions", json=spliced)).status_code == 401
+            # A nonce issued to acme cannot open globex's session.
+            stolen = impostor.session_request(fresh, ws.clock()).model_dump(mode="json")
+            stolen |= {"partner": "globex", "charter": "northwind-globex"}
+            assert (await http.post("/v1/sessions", json=stolen)).status_code == 401
+
+    run(scenario())
+
+
+def test_suspension_revocation_and_expiry_take_effect_on_the_next_request(
+    app: Any, ws: Workspace, clock: Clock
+) -> None:
+    async def scenario() -> None:
+        async with client(app, ws) as sdk, raw(app) as http:
+            await sdk.predict(MODEL, ROWS[:1])
+            token = sdk.session.token  # type: ignore[union-attr]
+            headers = {"Authorization": f"Bearer {token}"}
+            clock.advance(minutes=16)  # past the 15 minute session
+            expired = await http.post(
+                f"/v1/models/{MODEL}/predict", json={"rows": ROWS[:1]}, headers=headers
+            )
+            assert expired.status_code == 401
+            await sdk.predict(MODEL, ROWS[:1])  # the SDK opens a new session by itself
+            PartnerDirectory(ws).change_status("acme", "suspend")
+            with pytest.raises(Denied):
+                await sdk.predict(MODEL, ROWS[:1])
+
+    run(scenario())
+
+
+def test_rate_limits_answer_429_with_retry_after(ws: Workspace, gateway: Any) -> None:
+    from modelpact.gateway.app import create_app
+
+    CharterDesk(ws).apply(
+        charter_for(ws, "acme", version=2, limits__requests_per_minute=2), source="v2.json"
+    )
+    app = create_app(ws, gateway=gateway)
+
+    async def scenario() -> None:
+        async with client(app, ws) as sdk:
+            await sdk.predict(MODEL, ROWS[:1])
+            await sdk.predict(MODEL, ROWS[:1])
+            with pytest.raises(QuotaExhausted) as caught:
+                await sdk.predict(MODEL, ROWS[:1])
+            assert caught.value.retry_after and caught.value.retry_after > 0
+        async with raw(app) as http:
+            grant = await client(app, ws).open_session()
+            response = await http.post(
+                f"/v1/models/{MODEL}/predict",
+                json={"rows": ROWS[:1]},
+                headers={"Authorization": f"Bearer {grant.token}"},
+            )
+            assert response.status_code == 429
+            assert int(response.headers["Retry-After"]) >= 1
+            assert response.json()["type"] == PROBLEM_BASE + "quota-exhausted"
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "kind"),
+    [
+        (b'{"rows": [[1, 2', 422, "invalid-request"),
+        (b'{"rows": [[NaN' + b", 1.0" * 29 + b"]]}", 400, "invalid-input"),
+        (b'{"rows": [[Infinity' + b", 1.0" * 29 + b"]]}", 400, "invalid-input"),
+        (json.dumps({"rows": [[1.0] * 7]}).encode(), 400, "invalid-input"),
+        (json.dumps({"rows": [[1.0] * 30] * 65}).encode(), 400, "invalid-input"),
+        (json.dumps({"rows": [["x"] * 30]}).encode(), 422, "invalid-request"),
+        (json.dumps({"rows": []}).encode(), 422, "invalid-request"),
+        (json.dumps({"rows": [[1.0] * 30], "extra": 1}).encode(), 422, "invalid-request"),
+    ],
+    ids=["truncated", "nan", "infinity", "width", "batch", "strings", "empty", "extra-field"],
+)
+def test_malformed_requests_are_4xx_problems_never_500(
+    app: Any, ws: Workspace, body: bytes, status: int, kind: str
+) -> None:
+    async def scenario() -> httpx.Response:
+        grant = await client(app, ws).open_session()
+        async with raw(app) as http:
+            return await http.post(
+                f"/v1/models/{MODEL}/predict",
+                content=body,
+                headers={
+                    "Authorization": f"Bearer {grant.token}",
+                    "Content-Type": "application/json",
+                },
+            )
+
+    before = len(entries(ws))
+    response = run(scenario())
+    assert response.status_code == status, response.text
+    assert response.json()["type"] == PROBLEM_BASE + kind
+    assert response.headers["content-type"] == "application/problem+json"
+    after = entries(ws)[before:]
+    if status == 400:  # the model was asked: the refusal is an access entry with its reason
+        assert any(isinstance(e, AccessEntry) and e.decision == "deny" for e in after)
+
+
+def test_an_oversized_body_is_413_before_it_is_read(ws: Workspace, gateway: Any) -> None:
+    from modelpact.gateway.app import create_app
+
+    app = create_app(ws, gateway=gateway, max_body=1024)
+
+    async def scenario() -> httpx.Response:
+        async with raw(app) as http:
+            return await http.post(f"/v1/models/{MODEL}/predict", content=b"[" * 4096)
+
+    response = run(scenario())
+    assert response.status_code == 413
+    assert response.json()["type"] == PROBLEM_BASE + "payload-too-large"
+
+
+def test_requests_without_a_valid_session_are_refused_and_recorded(app: Any, ws: Workspace) -> None:
+    async def scenario() -> list[int]:
+        async with raw(app) as http:
+            codes = []
+            for headers in ({}, {"Authorization": "Basic x"}, {"Authorization": "Bearer mpt_nope"}):
+                response = await http.post(
+                    f"/v1/models/{MODEL}/predict", json={"rows": ROWS[:1]}, headers=headers
+                )
+                codes.append(response.status_code)
+                assert response.headers["www-authenticate"].startswith("Bearer")
+            return codes
+
+    assert run(scenario()) == [401, 401, 401]
+    refused = [e for e in entries(ws) if isinstance(e, SessionEntry) and e.decision == "deny"]
+    assert len(refused) == 3
+
+
+def test_openapi_has_stable_operation_ids(app: Any) -> None:
+    async def scenario() -> dict[str, Any]:
+        async with raw(app) as http:
+            return (await http.get("/openapi.json")).json()  # type: ignore[no-any-return]
+
+    spec = run(scenario())
+    ids = {op["operationId"] for path in spec["paths"].values() for op in path.values()}
+    assert {
+        "createChallenge",
+        "openSession",
+        "closeSession",
+        "predict",
+        "getCheckpoint",
+        "proveInclusion",
+        "proveConsistency",
+        "health",
+        "ready",
+    } <= ids
+
+
+def test_over_tls_on_a_real_uvicorn(app: Any, ws: Workspace, tmp_path: Path) -> None:
+    tls = {"ssl_certfile": str(ws.server_cert_path), "ssl_keyfile": str(ws.server_key_path)}
+    with running(app, **tls) as url:
+        with PartnerClient(
+            url,
+            partner="acme",
+            key=KEYS["acme"],
+            charter="northwind-acme",
+            purpose="fraud-screening",
+            owner_key=ws.owner_verify_key,
+            witness_path=tmp_path / "witness.note",
+            verify=ws.ca_cert_path,
+            clock=ws.clock,
+        ) as sdk:
+            receipts = [sdk.predict(MODEL, [row]).receipt for row in ROWS]
+            checkpoint = sdk.verify_receipts(receipts)
+            assert checkpoint.size >= len(receipts)
+            later = sdk.predict(MODEL, ROWS[:1]).receipt
+            sdk.verify_receipts([later])  # the witness checked consistency with the first
+            sdk.close_session()
+        with pytest.raises(httpx.ConnectError):  # a client that does not trust the CA
+            httpx.get(url + "/healthz", verify=ssl.create_default_context())
+        trusted = ssl.create_default_context(cafile=str(ws.ca_cert_path))
+        assert httpx.get(url + "/readyz", verify=trusted).status_code == 200
+    assert (tmp_path / "witness.note").exists()
+
+
+def test_client_side_checks_refuse_bad_rows_before_sending(app: Any, ws: Workspace) -> None:
+    async def scenario() -> None:
+        async with client(app, ws) as sdk:
+            for rows in ([[float("nan")] * 30], [], "text", [[True] * 30]):
+                with pytest.raises(InvalidInput):
+                    await sdk.predict(MODEL, rows)
+
+    run(scenario())
+    assert not [e for e in entries(ws) if isinstance(e, AccessEntry)]
+
+
+def test_a_revoked_partner_cannot_open_a_session(app: Any, ws: Workspace) -> None:
+    PartnerDirectory(ws).change_status("acme", "revoke")
+
+    async def scenario() -> None:
+        async with client(app, ws) as sdk:
+            with pytest.raises(Denied):
+                await sdk.open_session()
+
+    run(scenario())
