@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The main job on the embedded default (SQLite, local files): register a real model, enrol a
-# partner, sign + countersign + apply a charter, and ask the policy engine twice.
+# The main job on the embedded default (SQLite, local files, loopback): register two real models,
+# enrol a partner, sign + countersign + apply a charter, serve the gateway over TLS, and let the
+# partner score held-out rows through the SDK, be refused once and throttled once, and verify
+# every receipt against the signed log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MP=${MODELPACT:-.venv/bin/modelpact}
@@ -8,8 +10,9 @@ PY=${PYTHON:-.venv/bin/python}
 WORK=$(mktemp -d -t modelpact-demo-XXXXXX)
 step() { printf '\n== %s\n' "$*"; }
 
-step "Owner trains a model (logistic regression, scikit-learn's breast-cancer data) -> ONNX"
-$PY examples/breast_cancer.py --out "$WORK/cancer-screen.onnx"
+step "Owner trains two models on scikit-learn's breast-cancer data -> ONNX (held-out rows kept)"
+$PY examples/breast_cancer.py --out "$WORK/cancer-screen.onnx" --holdout "$WORK/holdout.csv"
+$PY examples/breast_cancer.py --out "$WORK/cancer-screen-mlp.onnx" --kind mlp
 
 step "Owner creates a workspace in $WORK/owner"
 $MP init "$WORK/owner" --name northwind
@@ -18,6 +21,7 @@ export MODELPACT_WORKSPACE="$WORK/owner"
 step "Owner registers the model: checked, signed (OpenSSF model-signing), encrypted at rest"
 $MP model add cancer-screen "$WORK/cancer-screen.onnx" --version 1.0.0 \
   --card examples/cancer-screen.card.yaml
+$MP model add cancer-screen-mlp "$WORK/cancer-screen-mlp.onnx" --version 1.0.0
 $MP model verify cancer-screen
 
 step "Partner acme makes its key pair (private key stays with acme); owner enrols the public key"
@@ -44,6 +48,27 @@ $MP policy decide --partner acme --charter northwind-acme-screening --purpose di
   --model cancer-screen --version 1.0.0 --action predict
 $MP policy decide --partner acme --charter northwind-acme-screening --purpose marketing \
   --model cancer-screen --version 1.0.0 --action predict
+
+step "Owner serves the gateway (TLS, certificate from the workspace's CA) on 127.0.0.1"
+PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+$MP serve --port "$PORT" &
+SERVER=$!
+trap 'kill "$SERVER" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do  # at most 20 s
+  curl -sf --cacert "$WORK/owner/tls/ca.pem" "https://127.0.0.1:$PORT/readyz" >/dev/null && break
+  kill -0 "$SERVER" 2>/dev/null || { echo "the gateway did not start" >&2; exit 1; }
+  sleep 0.2
+done
+
+step "Partner acme, with the SDK: session, scoring, a refused purpose, a 429, receipts verified"
+$PY examples/partner_demo.py --gateway "https://127.0.0.1:$PORT" --ca "$WORK/owner/tls/ca.pem" \
+  --key "$WORK/acme.key" --charter "$WORK/charter.signed.json" --holdout "$WORK/holdout.csv" \
+  --witness "$WORK/acme-witness.note"
+
+step "Owner stops the gateway"
+kill -INT "$SERVER"
+wait "$SERVER" || true
+trap - EXIT
 
 step "Everything above is in the tamper-evident audit log; an auditor checks it offline"
 $MP audit export --out "$WORK/audit.json"
