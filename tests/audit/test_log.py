@@ -132,7 +132,7 @@ class _FailingCommits:
             if self.failing:
                 raise StorageUnavailable("fsync failed: Input/output error")
 
-    def unit_of_work(self) -> AbstractContextManager[UnitOfWork]:
+    def unit_of_work(self, *, read_only: bool = False) -> AbstractContextManager[UnitOfWork]:
         return self._uow()
 
     def audit_appender(self) -> AuditAppender:

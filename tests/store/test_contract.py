@@ -566,3 +566,61 @@ def test_database_from_a_newer_modelpact_is_refused(store: SqlStore, store_url: 
     with pytest.raises(StorageUnavailable, match="f00d") as raised:
         open_store(store_url)
     assert "\n" not in raised.value.diagnostics()
+
+
+def test_a_read_only_unit_of_work_sees_a_snapshot_while_a_writer_holds_the_lock(
+    store: SqlStore,
+) -> None:
+    import threading
+
+    with store.unit_of_work() as uow:
+        uow.partners.add(partner("acme"))
+    writing, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with store.unit_of_work() as uow:
+            uow.partners.add(partner("globex"))
+            writing.set()
+            release.wait(timeout=30)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert writing.wait(timeout=30)
+        # The writer holds the write lock (SQLite) and an uncommitted row: a reader neither
+        # waits for it nor sees it.
+        with store.unit_of_work(read_only=True) as uow:
+            assert [p.id for p in uow.partners.list()] == ["acme"]
+    finally:
+        release.set()
+        thread.join(timeout=30)
+    with store.unit_of_work(read_only=True) as uow:
+        assert [p.id for p in uow.partners.list()] == ["acme", "globex"]
+
+
+def test_a_read_only_unit_of_work_refuses_writes_and_leaves_the_connection_writable(
+    store: SqlStore,
+) -> None:
+    with pytest.raises(StorageUnavailable), store.unit_of_work(read_only=True) as uow:
+        uow.partners.add(partner("acme"))
+    for i in range(3):  # pooled connections come back writable
+        with store.unit_of_work() as uow:
+            uow.partners.add(partner(f"p{i}"))
+    with store.unit_of_work(read_only=True) as uow:
+        assert len(uow.partners.list()) == 3
+
+
+def test_the_audit_appender_writes_even_on_a_connection_last_used_read_only(
+    store: SqlStore,
+) -> None:
+    for _ in range(3):  # leave read-only connections in the pool
+        with store.unit_of_work(read_only=True) as uow:
+            uow.partners.list()
+    appender = store.audit_appender()
+    try:
+        size = appender.append(
+            lambda size, reader: ([(size, b"\x01" * 32, b"{}")], []), appended_at=T0
+        )
+    finally:
+        appender.close()
+    assert size == 1

@@ -154,11 +154,11 @@ class CharterDesk:
         return latest.version if latest.status == "active" else None
 
     def all(self) -> list[CharterRecord]:
-        with self._ws.store.unit_of_work() as uow:
+        with self._ws.store.unit_of_work(read_only=True) as uow:
             return list(uow.charters.list())
 
     def get(self, charter_id: str, version: int | None = None) -> tuple[CharterRecord, Charter]:
-        with self._ws.store.unit_of_work() as uow:
+        with self._ws.store.unit_of_work(read_only=True) as uow:
             record = (
                 uow.charters.latest(charter_id)
                 if version is None

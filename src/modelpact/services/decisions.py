@@ -32,7 +32,7 @@ class Decider:
     def decide(self, request: AccessRequest) -> Decision:
         """Default deny: an unknown partner, an unknown charter or no grant all deny."""
         try:
-            with self._ws.store.unit_of_work() as uow:
+            with self._ws.store.unit_of_work(read_only=True) as uow:
                 status = uow.partners.get(request.partner).status
         except NotFound:
             return Decision(False, (f"no partner named {request.partner}",))

@@ -202,15 +202,15 @@ class ModelRegistry:
         )
 
     def all(self) -> list[ModelRecord]:
-        with self._ws.store.unit_of_work() as uow:
+        with self._ws.store.unit_of_work(read_only=True) as uow:
             return list(uow.models.list_models())
 
     def show(self, model: str) -> tuple[ModelRecord, list[ModelVersionRecord]]:
-        with self._ws.store.unit_of_work() as uow:
+        with self._ws.store.unit_of_work(read_only=True) as uow:
             return uow.models.get_model(model), list(uow.models.list_versions(model))
 
     def get_version(self, model: str, version: str) -> ModelVersionRecord:
-        with self._ws.store.unit_of_work() as uow:
+        with self._ws.store.unit_of_work(read_only=True) as uow:
             return uow.models.get_version(model, version)
 
     def rollback(self, model: str, *, to_version: str, actor: str = "owner") -> str | None:

@@ -315,7 +315,7 @@ class SessionDesk:
         if token_hash is None:
             raise Unauthenticated(_NOT_A_SESSION, hint=_NEW_SESSION)
         now = self._ws.clock()
-        with self._ws.store.unit_of_work() as uow:
+        with self._ws.store.unit_of_work(read_only=True) as uow:
             try:
                 session = uow.sessions.get(token_hash)
             except NotFound:

@@ -91,6 +91,8 @@ class SqlAuditAppender:
             raise StorageUnavailable(f"cannot connect to {shown}: no driver connection")
         if self._sqlite:
             self._connection.isolation_level = None  # explicit BEGIN IMMEDIATE below
+            # The pool may hand over a connection last used by a read-only unit of work.
+            self._connection.execute("PRAGMA query_only = 0")
         self._statements: dict[tuple[str, int], str] = {}
 
     def append(self, build: Callable[[int, _Reader], Batch], *, appended_at: datetime) -> int:

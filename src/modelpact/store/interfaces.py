@@ -364,10 +364,12 @@ class Store(Protocol):
         """A dedicated connection for one audit log writer thread."""
         ...
 
-    def unit_of_work(self) -> AbstractContextManager[UnitOfWork]:
+    def unit_of_work(self, *, read_only: bool = False) -> AbstractContextManager[UnitOfWork]:
         """A transaction: committed when the block ends normally, rolled back if it raises.
 
-        The repositories must not be used after the block has ended.
+        ``read_only`` transactions read a consistent snapshot without waiting for
+        writers; they must not write.  The repositories must not be used after the
+        block has ended.
         """
         ...
 

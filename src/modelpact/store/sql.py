@@ -108,7 +108,14 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_on_begin(connection: Connection) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # A read-only unit of work reads a WAL snapshot and never waits for the writer.
+    # query_only makes a write in it fail, as READ ONLY does on PostgreSQL.
+    read_only = connection.info.get(_READ_ONLY, False)
+    connection.exec_driver_sql(f"PRAGMA query_only = {int(read_only)}")
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+_READ_ONLY = "modelpact.read_only"
 
 
 def create_store_engine(url: str | URL) -> Engine:
@@ -178,15 +185,24 @@ class SqlStore:
             ) from None
 
     @contextlib.contextmanager
-    def unit_of_work(self) -> Iterator[SqlUnitOfWork]:
-        """One transaction: commit when the block ends normally, roll back if it raises."""
+    def unit_of_work(self, *, read_only: bool = False) -> Iterator[SqlUnitOfWork]:
+        """One transaction: commit when the block ends normally, roll back if it raises.
+
+        ``read_only``: a snapshot for reads that must not queue behind writers (the
+        gateway's per-request checks).  SQLite begins a deferred transaction instead
+        of taking the write lock, under ``PRAGMA query_only``; PostgreSQL runs ``SET
+        TRANSACTION READ ONLY``.  Either way a write in it fails (StorageUnavailable).
+        """
         if self._closed:
             raise StorageUnavailable(f"the store {self._database.shown} has been closed")
         with self._database.errors():
             connection = self._engine.connect()
         try:
+            connection.info[_READ_ONLY] = read_only
             with self._database.errors():
                 transaction = connection.begin()
+                if read_only and self._engine.dialect.name != "sqlite":
+                    connection.exec_driver_sql("SET TRANSACTION READ ONLY")
             session = Session(connection, self._database)
             work = SqlUnitOfWork(session)
             try:
