@@ -65,7 +65,7 @@ def meter(workspace: Workspace) -> Meter:
 
 
 def test_the_rate_limit_refuses_with_retry_after(meter: Meter) -> None:
-    per_minute = Limits(requests_per_minute=3)
+    per_minute = Limits(requests_per_minute=3, daily_quota=100)
     for _ in range(3):
         meter.admit(SESSION, per_minute, 1)
     with pytest.raises(QuotaExhausted, match="3 requests per minute") as raised:
@@ -144,14 +144,14 @@ def test_the_quota_renews_at_midnight_utc(meter: Meter, clock: FixedClock) -> No
 def test_the_day_is_the_utc_day_whatever_the_clocks_zone(meter: Meter, clock: FixedClock) -> None:
     tokyo = datetime(2026, 3, 2, 8, 0, tzinfo=UTC).astimezone(ZoneInfo("Asia/Tokyo"))
     clock.now = tokyo  # 17:00 on 2 March in Tokyo, 08:00 on 2 March UTC
-    meter.admit(SESSION, UNLIMITED, 2)
+    meter.admit(SESSION, Limits(daily_quota=100), 2)
     assert meter.usage("acme", "northwind-acme", tokyo.astimezone(UTC).date()) == (2, 1)
 
 
-def test_no_quota_still_counts(meter: Meter) -> None:
+def test_without_a_quota_nothing_is_written_per_request(meter: Meter) -> None:
     for _ in range(3):
-        meter.admit(SESSION, UNLIMITED, 1000)
-    assert meter.usage("acme", "northwind-acme", START.date()) == (3000, 3)
+        meter.admit(SESSION, UNLIMITED, 1000)  # admitted, and left to the audit log to count
+    assert meter.usage("acme", "northwind-acme", START.date()) == (0, 0)
 
 
 def test_a_batch_larger_than_the_quota_is_refused_without_retry(meter: Meter) -> None:

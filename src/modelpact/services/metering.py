@@ -10,8 +10,9 @@
 2. ``limits.daily_quota``, prediction rows per UTC day of ``workspace.clock()``,
    kept in the database: one conditional upsert adds the request's rows only
    if the day's total stays within the quota, so gateways sharing a database
-   can never overshoot it together.  Rows and requests are counted even when
-   the charter sets no quota, for reports.
+   can never overshoot it together.  Without a quota nothing is written per
+   request (that would cost a durable commit each): the audit log's access
+   entries already record every request and its rows.
 
 Both refusals raise :class:`~modelpact.errors.QuotaExhausted` with
 ``retry_after`` in seconds (HTTP 429 and its ``Retry-After``): until a slot of
@@ -85,6 +86,10 @@ class Meter:
                 f"under charter {session.charter}",
                 hint="send smaller batches",
             )
+        if quota is None:
+            # Nothing to enforce: no durable write (an fsync) on every request.  What was
+            # used is in the audit log's access entries (rows, allowed or not).
+            return
         with self._ws.store.unit_of_work() as uow:
             admitted = uow.usage.add_usage(
                 session.partner, session.charter, day, rows=rows, requests=1, limit_rows=quota
