@@ -219,8 +219,63 @@ def test_malformed_requests_are_4xx_problems_never_500(
     assert response.json()["type"] == PROBLEM_BASE + kind
     assert response.headers["content-type"] == "application/problem+json"
     after = entries(ws)[before:]
-    if status == 400:  # the model was asked: the refusal is an access entry with its reason
-        assert any(isinstance(e, AccessEntry) and e.decision == "deny" for e in after)
+    refusals = [e for e in after if isinstance(e, AccessEntry) and e.decision == "deny"]
+    assert len(refusals) == 1  # every refusal is on the record, with its reason
+    assert refusals[0].reasons and refusals[0].rows in (
+        0,
+        len(json.loads(body)["rows"]) if status == 400 else 0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "version"),
+    [
+        ("fraud-detector", "1.\n"),
+        ("x" * 300, None),
+        ("Fraud Detector", None),
+        ("no-such-model", None),
+    ],
+    ids=["control-char-version", "long-name", "not-a-slug", "unknown"],
+)
+def test_bad_or_unknown_names_are_404_and_audited(
+    app: Any, ws: Workspace, model: str, version: str | None
+) -> None:
+    async def scenario() -> httpx.Response:
+        grant = await client(app, ws).open_session()
+        async with raw(app) as http:
+            return await http.post(
+                f"/v1/models/{model}/predict",
+                json={"rows": ROWS[:1], "version": version},
+                headers={"Authorization": f"Bearer {grant.token}"},
+            )
+
+    before = len(entries(ws))
+    response = run(scenario())
+    assert response.status_code == 404, response.text
+    after = entries(ws)[before:]
+    assert [e.decision for e in after if isinstance(e, AccessEntry)] == ["deny"]
+
+
+def test_a_model_outside_the_charter_looks_like_no_model_at_all(
+    app: Any, ws: Workspace, onnx_model: bytes
+) -> None:
+    from modelpact.services import ModelRegistry
+
+    ModelRegistry(ws).add("secret-model", onnx_model, version="1.0.0", source="s.onnx")
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+        async with client(app, ws) as sdk:
+            await sdk.open_session()
+            headers = {"Authorization": f"Bearer {sdk.session.token}"}  # type: ignore[union-attr]
+        async with raw(app) as http:
+            body = {"rows": ROWS[:1]}
+            secret = await http.post("/v1/models/secret-model/predict", json=body, headers=headers)
+            missing = await http.post("/v1/models/nothing-here/predict", json=body, headers=headers)
+        assert secret.status_code == missing.status_code == 404
+        return secret.json(), missing.json()
+
+    secret, missing = run(scenario())
+    assert secret["type"] == missing["type"]
 
 
 def test_an_oversized_body_is_413_before_it_is_read(ws: Workspace, gateway: Any) -> None:
@@ -321,3 +376,18 @@ def test_a_revoked_partner_cannot_open_a_session(app: Any, ws: Workspace) -> Non
                 await sdk.open_session()
 
     run(scenario())
+
+
+def test_unparseable_json_without_a_session_is_401_and_recorded(app: Any, ws: Workspace) -> None:
+    async def scenario() -> httpx.Response:
+        async with raw(app) as http:
+            return await http.post(
+                f"/v1/models/{MODEL}/predict",
+                content=b'{"rows": [[1',
+                headers={"Content-Type": "application/json"},
+            )
+
+    response = run(scenario())
+    assert response.status_code == 401
+    refused = [e for e in entries(ws) if isinstance(e, SessionEntry) and e.decision == "deny"]
+    assert len(refused) == 1

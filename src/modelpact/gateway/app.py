@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from modelpact.audit.entries import AccessEntry, AuditEntry, SessionEntry, decode_entry
 from modelpact.audit.log import AuditLog
-from modelpact.charter import Action, Charter, OutputPolicy
+from modelpact.charter import SLUG_PATTERN, Action, Charter, OutputPolicy
 from modelpact.errors import (
     Denied,
     Expired,
@@ -33,8 +35,16 @@ from modelpact.errors import (
     ModelpactError,
     NotFound,
     Unauthenticated,
+    quote_untrusted,
 )
-from modelpact.gateway.problems import MEDIA_TYPE, BodyLimit, install, problem_response
+from modelpact.gateway.problems import (
+    MEDIA_TYPE,
+    BodyLimit,
+    install,
+    invalid_request,
+    problem_response,
+    validation_detail,
+)
 from modelpact.policy import AccessRequest
 from modelpact.services.decisions import Decider
 from modelpact.services.metering import Meter
@@ -60,6 +70,8 @@ DEFAULT_MAX_BODY = 8 * 1024 * 1024
 """Largest request body accepted (bytes); the charter's ``max_batch_rows`` bounds rows."""
 
 T = TypeVar("T")
+_SLUG = re.compile(SLUG_PATTERN.removeprefix("^").removesuffix("$"))
+_VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}")
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
     status: {"content": {MEDIA_TYPE: {}}, "description": "problem details (RFC 9457)"}
     for status in (400, 401, 403, 404, 413, 422, 429, 503)
@@ -115,6 +127,26 @@ class Gateway:
         self, session: ActiveSession, model: str, request: PredictRequest
     ) -> _Outcome:
         now = self.workspace.clock()
+        if not _SLUG.fullmatch(model) or (
+            request.version is not None and not _VERSION.fullmatch(request.version)
+        ):
+            # Not a name the registry could hold: refuse without putting it in the log.
+            error = NotFound(f"no model named {quote_untrusted(model[:80])}")
+            model, request = "invalid-name", request.model_copy(update={"version": None})
+            entry = AccessEntry(
+                time=now,
+                actor=session.partner,
+                subject=session.token_id,
+                charter=session.charter,
+                purpose=session.purpose,
+                action=Action.PREDICT.value,
+                model=model,
+                version="invalid-name",
+                decision="deny",
+                reasons=("the model or version name is not a valid name",),
+                rows=len(request.rows),
+            )
+            return _Outcome(entry, error=error)
         base: dict[str, Any] = {
             "time": now,
             "actor": session.partner,
@@ -128,6 +160,13 @@ class Gateway:
         }
         try:
             charter = self.sessions.charter(session)
+            if not any(grant.model == model for grant in charter.grants):
+                # The same answer for a model that does not exist and one this partner has
+                # no grant for: a partner learns nothing of models outside its charter.
+                raise NotFound(
+                    f"no model named {model} is served under {charter.ref}",
+                    hint="the charter's grants name the models you may use",
+                )
             version = self.models.resolve(model, request.version)
             base["version"] = version
             decision = self.decider.decide(
@@ -202,7 +241,9 @@ async def current_session(
     gw: Gateway = request.app.state.gateway
     try:
         token = _bearer(authorization)
-        return await _thread(gw.sessions.authenticate, token)
+        session = await _thread(gw.sessions.authenticate, token)
+        request.state.session = session  # so a malformed body can be audited (on_invalid)
+        return session
     except (Denied, Expired) as error:  # Unauthenticated included
         entry = SessionEntry(
             time=gw.workspace.clock(),
@@ -245,6 +286,37 @@ def create_app(
     )
     install(app)
     app.state.gateway = gw
+
+    async def on_invalid(request: Request, exc: Exception) -> JSONResponse:
+        """A body that does not parse or match the schema: 422, and on the record when it
+        came with a valid session (prediction routes read the session before the body)."""
+        assert isinstance(exc, RequestValidationError)
+        session: ActiveSession | None = getattr(request.state, "session", None)
+        model = request.path_params.get("model") or request.path_params.get("name")
+        if session is None and isinstance(model, str):
+            # Unparseable JSON fails before dependencies run: authenticate here, so the
+            # answer is 401 without a session and the refusal is recorded either way.
+            try:
+                session = await current_session(request, request.headers.get("authorization"))
+            except (Denied, Expired) as error:
+                return problem_response(error)
+        if session is not None and isinstance(model, str):
+            entry = AccessEntry(
+                time=workspace.clock(),
+                actor=session.partner,
+                subject=session.token_id,
+                charter=session.charter,
+                purpose=session.purpose,
+                action=Action.PREDICT.value,
+                model=model if _SLUG.fullmatch(model) else "invalid-name",
+                version="unparsed",
+                decision="deny",
+                reasons=(f"malformed request: {validation_detail(exc)}",),
+            )
+            await gw.audit(entry)
+        return invalid_request(exc)
+
+    app.add_exception_handler(RequestValidationError, on_invalid)
 
     # -- sessions ---------------------------------------------------------------------------
 
@@ -327,7 +399,7 @@ def create_app(
         min_size: Annotated[int, Query(ge=0)] = 0,
     ) -> CheckpointDocument:
         def latest() -> str:
-            with workspace.store.unit_of_work() as uow:
+            with workspace.store.unit_of_work(read_only=True) as uow:
                 record = uow.audit.latest_checkpoint()
             if record is None or record.size < min_size:
                 record = gw.log.checkpoint()
@@ -346,7 +418,7 @@ def create_app(
         def prove() -> InclusionProof:
             if index >= size:
                 raise InvalidInput(f"entry {index} is not in a tree of {size} entries")
-            with workspace.store.unit_of_work() as uow:
+            with workspace.store.unit_of_work(read_only=True) as uow:
                 try:
                     record = uow.audit.entry(index)
                 except NotFound:
@@ -374,7 +446,7 @@ def create_app(
         def prove() -> ConsistencyProof:
             if old > new:
                 raise InvalidInput(f"old size {old} is larger than new size {new}")
-            with workspace.store.unit_of_work() as uow:
+            with workspace.store.unit_of_work(read_only=True) as uow:
                 if uow.audit.size() < new:
                     raise InvalidInput(f"the log has fewer than {new} entries")
             proof = gw.log.prove_consistency(old, new)
@@ -391,7 +463,7 @@ def create_app(
     @app.get("/readyz", operation_id="ready", tags=["health"])
     async def ready() -> JSONResponse:
         def check() -> None:
-            with workspace.store.unit_of_work() as uow:
+            with workspace.store.unit_of_work(read_only=True) as uow:
                 uow.audit.size()
 
         try:
@@ -403,6 +475,9 @@ def create_app(
             return JSONResponse(body, status_code=503)
         return JSONResponse({"status": "ready"})
 
+    from modelpact.gateway.v2 import install_v2  # here: v2 imports this module
+
+    install_v2(app, gw)
     app.add_middleware(BodyLimit, max_bytes=max_body)
     return app
 

@@ -35,7 +35,15 @@ from modelpact.errors import (
 from modelpact.runtime import PredictionFailed
 from modelpact.wire import PROBLEM_BASE
 
-__all__ = ["MEDIA_TYPE", "PayloadTooLarge", "install", "problem_for", "problem_response"]
+__all__ = [
+    "MEDIA_TYPE",
+    "PayloadTooLarge",
+    "install",
+    "invalid_request",
+    "problem_for",
+    "problem_response",
+    "validation_detail",
+]
 
 MEDIA_TYPE = "application/problem+json"
 _log = logging.getLogger("modelpact.gateway")
@@ -93,6 +101,18 @@ def problem_response(error: ModelpactError) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers, media_type=MEDIA_TYPE)
 
 
+def validation_detail(exc: RequestValidationError) -> str:
+    """Where and what, in one line, without echoing the offending value."""
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+    return f"{where}: {first.get('msg', 'malformed request')}"[:300]
+
+
+def invalid_request(exc: RequestValidationError) -> JSONResponse:
+    """The 422 problem for a request that does not match the API's schema."""
+    return _plain(422, "invalid-request", "Malformed request", validation_detail(exc))
+
+
 def _plain(status: int, kind: str, title: str, detail: str) -> JSONResponse:
     body = {"type": PROBLEM_BASE + kind, "title": title, "status": status, "detail": detail}
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE)
@@ -107,10 +127,7 @@ def install(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
-        message = str(first.get("msg", "malformed request"))
-        return _plain(422, "invalid-request", "Malformed request", f"{where}: {message}")
+        return _plain(422, "invalid-request", "Malformed request", validation_detail(exc))
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)

@@ -1,0 +1,698 @@
+"""The Open Inference Protocol (KServe V2 REST) in front of the same pipeline as ``/v1``.
+
+Partners with a standard V2 client (tritonclient's HTTP client, KServe's) call::
+
+    GET  /v2                                          server metadata
+    GET  /v2/health/live, /v2/health/ready            200, or not
+    GET  /v2/models/{name}[/versions/{version}]       model metadata     (Bearer)
+    GET  /v2/models/{name}[/versions/{version}]/ready                    (Bearer)
+    POST /v2/models/{name}[/versions/{version}]/infer                    (Bearer)
+
+An inference request carries one FP32, FP64 or INT* input shaped ``[rows,
+features]`` (data flat or nested).  It runs through
+:meth:`~modelpact.gateway.app.Gateway.predict_blocking` exactly as ``POST
+/v1/models/{model}/predict`` does (decide, meter, run, shape); its audit entry
+is made durable before the answer leaves, and the receipt rides in the
+response's ``parameters.modelpact_receipt``.  The outputs are the shaped
+outputs, as tensors:
+
+- ``label``  → ``label`` [rows], INT64 (BYTES for text classes);
+- ``scores`` → ``scores`` FP64 [rows, classes], the column labels in its
+  ``parameters.labels``; a regressor's → ``value`` FP64 [rows];
+- ``top_k``  → ``top_k_labels`` [rows, k] and ``top_k_scores`` FP64 [rows, k].
+
+A model the session's charter grants nothing on answers 404 exactly as an
+unknown one does.  Refused with 400: the binary tensor data extension, shared
+memory, classification outputs and compressed request bodies.  Every failure
+is RFC 9457 problem+json with V2's ``error`` member added (V2 clients read it),
+and every refused inference is an ``access/v1`` deny entry, as on ``/v1``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
+
+from modelpact import __version__
+from modelpact.audit.entries import AccessEntry
+from modelpact.charter import SLUG_PATTERN, Action, Charter, Grant, OutputKind, OutputPolicy
+from modelpact.errors import (
+    AuditUnavailable,
+    Denied,
+    InvalidInput,
+    ModelpactError,
+    NotFound,
+    quote_untrusted,
+)
+from modelpact.gateway.app import Gateway, Session
+from modelpact.gateway.problems import MEDIA_TYPE, problem_response
+from modelpact.policy import AccessRequest
+from modelpact.runtime import ModelSummary
+from modelpact.runtime.shaping import LABEL_OUTPUT, SCORES_OUTPUT
+from modelpact.services.sessions import ActiveSession
+from modelpact.wire import PredictRequest, PredictResponse, Receipt
+
+__all__ = [
+    "PLATFORM",
+    "V2InferenceRequest",
+    "V2InferenceResponse",
+    "V2MetadataTensor",
+    "V2ModelMetadata",
+    "V2ServerMetadata",
+    "install_v2",
+]
+
+PLATFORM = "onnxruntime_onnx"
+_NAME = re.compile(SLUG_PATTERN)
+_VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+-]{0,62}$")  # as the registry accepts
+_FLOATS = frozenset({"FP32", "FP64"})
+_INTEGERS = {
+    f"{sign}INT{bits}": ((0, 2**bits - 1) if sign else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1))
+    for sign in ("", "U")
+    for bits in (8, 16, 32, 64)
+}
+_ELEMENT_TYPES = {"float": "FP32", "double": "FP64"}
+_BINARY_HINT = "send tensors as JSON: set_data_from_numpy(..., binary_data=False) and "
+_BINARY_HINT += "InferRequestedOutput(name, binary_data=False) in tritonclient"
+
+# -- the wire -------------------------------------------------------------------------------
+
+#: V2 parameters: names to JSON scalars.
+Parameters = dict[str, StrictStr | StrictInt | StrictFloat | StrictBool]
+
+
+class _V2(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class V2ServerMetadata(_V2):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class V2MetadataTensor(_V2):
+    name: str
+    datatype: str
+    shape: list[int] = Field(description="-1 for a dimension of any size")
+
+
+class V2ModelMetadata(_V2):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[V2MetadataTensor]
+    outputs: list[V2MetadataTensor]
+
+
+class V2RequestInput(_V2):
+    name: StrictStr
+    shape: list[Annotated[StrictInt, Field(ge=0)]]
+    datatype: StrictStr
+    parameters: Parameters | None = None
+    data: list[Any] | None = None
+
+
+class V2RequestOutput(_V2):
+    name: StrictStr
+    parameters: Parameters | None = None
+
+
+class V2InferenceRequest(_V2):
+    id: StrictStr | None = None
+    parameters: Parameters | None = None
+    inputs: Annotated[list[V2RequestInput], Field(min_length=1)]
+    outputs: list[V2RequestOutput] | None = None
+
+
+class V2ResponseOutput(_V2):
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: dict[str, list[str | int]] | None = None
+    data: list[float | int | str]
+
+
+class V2ResponseParameters(_V2):
+    modelpact_receipt: Receipt
+
+
+class V2InferenceResponse(_V2):
+    model_name: str
+    model_version: str
+    id: str | None = None
+    parameters: V2ResponseParameters
+    outputs: list[V2ResponseOutput]
+
+
+def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with its ``$defs`` written in place (OpenAPI has no ``$defs`` here)."""
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    return dict(resolve(schema))
+
+
+_INFER_SCHEMA = _inline(V2InferenceRequest.model_json_schema())
+_INFER_BODY = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": _INFER_SCHEMA}}}
+}
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+class _NoSuchModel(NotFound):
+    """An unknown or ungranted model: the same answer for both; the audit log keeps ``why``."""
+
+    def __init__(self, model: str, version: str | None, *, why: str) -> None:
+        shown = quote_untrusted(model)
+        if version is None:
+            super().__init__(f"model {shown} does not exist")
+        else:
+            super().__init__(f"model {shown} has no version {quote_untrusted(version)}")
+        self.reasons = (why[:500],)
+
+
+def _problem(error: ModelpactError) -> JSONResponse:
+    """``problem_response`` plus V2's ``error`` member, which V2 clients show."""
+    plain = problem_response(error)
+    body = json.loads(bytes(plain.body))
+    body["error"] = body["detail"]
+    headers = {
+        name: value
+        for name, value in plain.headers.items()
+        if name not in ("content-length", "content-type")
+    }
+    return JSONResponse(body, status_code=plain.status_code, headers=headers, media_type=MEDIA_TYPE)
+
+
+class _V2Route(APIRoute):
+    """A route whose failures, its session dependency's included, carry the ``error`` member."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ModelpactError as error:
+                return _problem(error)
+
+        return handle
+
+
+# -- grants and models ------------------------------------------------------------------------
+
+
+def _grant(charter: Charter, model: str, version: str | None) -> Grant | None:
+    """The first grant of predict on ``model`` (at ``version``, when one is named)."""
+    for grant in charter.grants:
+        if grant.model != model or Action.PREDICT not in grant.actions:
+            continue
+        if version is None or grant.covers_version(version):
+            return grant
+    return None
+
+
+def _granted_model(
+    gw: Gateway, session: ActiveSession, model: str, version: str | None
+) -> tuple[Charter, str, Grant | None]:
+    """The charter, the version to run and the grant covering it (``None``: the policy denies).
+
+    Raises :class:`_NoSuchModel` alike for a model or version that does not
+    exist and for one the charter grants nothing on.
+    """
+    charter = gw.sessions.charter(session)
+    if not _NAME.fullmatch(model) or (version is not None and not _VERSION.fullmatch(version)):
+        raise _NoSuchModel(model, version, why="no such model or version name")
+    if _grant(charter, model, version) is None:
+        why = f"no grant of {charter.ref} covers predict on {model} {version or '(any version)'}"
+        raise _NoSuchModel(model, version, why=why)
+    resolved = gw.models.resolve(model, version)
+    return charter, resolved, _grant(charter, model, resolved)
+
+
+def _label_type(summary: ModelSummary) -> str:
+    labels = next((o for o in summary.outputs if o.name == LABEL_OUTPUT), None)
+    return "BYTES" if labels is not None and labels.elem_type == "string" else "INT64"
+
+
+def _output_specs(policy: OutputPolicy, summary: ModelSummary) -> list[V2MetadataTensor]:
+    """The tensors a partner under ``policy`` gets from this model (see the module docstring)."""
+    outputs = {o.name: o for o in summary.outputs}
+    scores = outputs.get(SCORES_OUTPUT)
+    if scores is None and LABEL_OUTPUT not in outputs:  # a regressor
+        regressor = policy.kind is OutputKind.SCORES
+        return [V2MetadataTensor(name="value", datatype="FP64", shape=[-1])] if regressor else []
+    classes = -1
+    if scores is not None and scores.shape is not None and len(scores.shape) == 2:
+        classes = scores.shape[1] or -1
+    labels = _label_type(summary)
+    if policy.kind is OutputKind.LABEL:
+        return [V2MetadataTensor(name="label", datatype=labels, shape=[-1])]
+    if policy.kind is OutputKind.SCORES:
+        return [V2MetadataTensor(name="scores", datatype="FP64", shape=[-1, classes])]
+    if policy.kind is OutputKind.TOP_K:
+        k = min(policy.k or classes, classes) if classes > 0 else -1
+        return [
+            V2MetadataTensor(name="top_k_labels", datatype=labels, shape=[-1, k]),
+            V2MetadataTensor(name="top_k_scores", datatype="FP64", shape=[-1, k]),
+        ]
+    return []  # output kinds this gateway does not serve yet
+
+
+def _metadata(
+    gw: Gateway, session: ActiveSession, model: str, version: str | None
+) -> V2ModelMetadata:
+    """Model metadata for a session allowed to predict on it (the Cedar decision included)."""
+    charter, resolved, grant = _granted_model(gw, session, model, version)
+    decision = gw.decider.decide(
+        AccessRequest(
+            partner=session.partner,
+            charter=session.charter,
+            purpose=session.purpose,
+            action=Action.PREDICT,
+            model=model,
+            version=resolved,
+            at=gw.workspace.clock(),
+        )
+    )
+    if not decision.allowed or grant is None:
+        raise Denied(
+            f"the charter does not allow predict on {model} {resolved}",
+            reasons=decision.reasons,
+        )
+    summary = gw.models.predictor(model, resolved).summary
+    first = summary.inputs[0]
+    width = first.shape[1] if first.shape is not None and len(first.shape) == 2 else None
+    _, records = gw.models.registry.show(model)
+    return V2ModelMetadata(
+        name=model,
+        versions=[r.version for r in records if _grant(charter, model, r.version) is not None],
+        platform=PLATFORM,
+        inputs=[
+            V2MetadataTensor(
+                name=first.name,
+                datatype=_ELEMENT_TYPES.get(first.elem_type, "FP32"),
+                shape=[-1, width or -1],
+            )
+        ],
+        outputs=_output_specs(grant.output, summary),
+    )
+
+
+# -- inference requests -----------------------------------------------------------------------
+
+
+def _refuse_extensions(headers: Mapping[str, str]) -> None:
+    if "inference-header-content-length" in headers:
+        raise InvalidInput(
+            "the binary tensor data extension is not supported by this gateway", hint=_BINARY_HINT
+        )
+    if headers.get("content-encoding", "identity").strip().lower() != "identity":
+        raise InvalidInput(
+            "compressed request bodies are not supported", hint="send the JSON uncompressed"
+        )
+
+
+def _refuse_parameters(where: str, parameters: Parameters | None) -> None:
+    """Refuse the V2 extensions a request may ask for in ``parameters``."""
+    if not parameters:
+        return
+    if parameters.get("binary_data") is True or parameters.get("binary_data_output") is True:
+        raise InvalidInput(
+            f"{where} asks for binary tensor data, which this gateway does not support",
+            hint=_BINARY_HINT,
+        )
+    if "binary_data_size" in parameters:
+        raise InvalidInput(
+            f"{where} carries binary tensor data, which this gateway does not support",
+            hint=_BINARY_HINT,
+        )
+    if any(name.startswith("shared_memory_") for name in parameters):
+        raise InvalidInput(f"{where} asks for shared memory, which this gateway does not support")
+    if "classification" in parameters:
+        raise InvalidInput(
+            f"{where} asks for the classification extension, which this gateway does not support",
+            hint="the grant's output policy decides what comes back",
+        )
+
+
+def _parse(body: bytes) -> V2InferenceRequest:
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):  # a JSONDecodeError is a ValueError
+        raise InvalidInput("the request body is not JSON") from None
+    try:
+        request = V2InferenceRequest.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise InvalidInput(
+            f"not a V2 inference request: {quote_untrusted(where)}: {first['msg']}"
+        ) from None
+    _refuse_parameters("the request", request.parameters)
+    for tensor in request.inputs:
+        _refuse_parameters(f"input {quote_untrusted(tensor.name)}", tensor.parameters)
+    for output in request.outputs or ():
+        _refuse_parameters(f"output {quote_untrusted(output.name)}", output.parameters)
+    return request
+
+
+def _flat(tensor: V2RequestInput, rows: int, width: int) -> list[Any]:
+    """The tensor's elements in row-major order, from flat or natural (nested) data."""
+    shown = quote_untrusted(tensor.name)
+    data = tensor.data
+    if data is None:
+        raise InvalidInput(f"input {shown} has no data", hint=_BINARY_HINT)
+    nested = [isinstance(item, list) for item in data]
+    if not any(nested):
+        values = data
+    elif all(nested) and len(data) == rows and all(len(row) == width for row in data):
+        values = [value for row in data for value in row]
+        if any(isinstance(value, list) for value in values):
+            raise InvalidInput(f"input {shown} nests its data deeper than its shape")
+    else:
+        raise InvalidInput(
+            f"input {shown} data is neither flat nor nested as its shape [{rows}, {width}]"
+        )
+    if len(values) != rows * width:
+        raise InvalidInput(
+            f"input {shown} holds {len(values)} values but its shape [{rows}, {width}] "
+            f"needs {rows * width}"
+        )
+    return values
+
+
+def _element(value: Any, datatype: str, index: int, shown: str) -> float:
+    """One element as a float, checked against the tensor's datatype (never quoting it)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInput(f"input {shown} element {index} is not a number")
+    if datatype in _FLOATS:
+        try:
+            return float(value)
+        except OverflowError:  # an integer with hundreds of digits
+            raise InvalidInput(f"input {shown} element {index} is too large") from None
+    low, high = _INTEGERS[datatype]
+    if not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInput(f"input {shown} element {index} is not a {datatype} integer")
+    return float(value)
+
+
+def _rows(request: V2InferenceRequest) -> list[list[float]]:
+    """The one input tensor as rows of features, or one :class:`InvalidInput` line."""
+    if len(request.inputs) != 1:
+        raise InvalidInput(
+            f"the request has {len(request.inputs)} inputs; the model takes one, "
+            "shaped [rows, features]"
+        )
+    (tensor,) = request.inputs
+    shown = quote_untrusted(tensor.name)
+    if tensor.datatype not in _FLOATS and tensor.datatype not in _INTEGERS:
+        raise InvalidInput(
+            f"input {shown} has datatype {quote_untrusted(tensor.datatype)}",
+            hint="send FP32 or FP64 (or INT8..INT64, UINT8..UINT64)",
+        )
+    if len(tensor.shape) != 2 or tensor.shape[0] < 1 or tensor.shape[1] < 1:
+        raise InvalidInput(
+            f"input {shown} has shape {tensor.shape}; send [rows, features], both at least 1"
+        )
+    rows, width = tensor.shape
+    values = _flat(tensor, rows, width)
+    numbers = [_element(v, tensor.datatype, i, shown) for i, v in enumerate(values)]
+    return [numbers[start : start + width] for start in range(0, len(numbers), width)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """What the worker thread made of one inference request: an entry to audit, and more."""
+
+    entry: AccessEntry
+    error: ModelpactError | None = None
+    response: PredictResponse | None = None
+    request: V2InferenceRequest | None = None
+
+
+def _loggable(name: str) -> str:
+    """A name for the audit log: as sent when well-formed, quoted and cut otherwise."""
+    if _VERSION.fullmatch(name):
+        return name
+    return quote_untrusted(name, limit=60)[:200]
+
+
+def _refusal(
+    gw: Gateway,
+    session: ActiveSession,
+    model: str,
+    version: str | None,
+    rows: int,
+    error: ModelpactError,
+) -> AccessEntry:
+    """The deny entry of a request refused before the pipeline, worded as the pipeline does."""
+    reasons = getattr(error, "reasons", ()) or (error.summary,)
+    return AccessEntry(
+        time=gw.workspace.clock(),
+        actor=session.partner,
+        subject=session.token_id,
+        charter=session.charter,
+        purpose=session.purpose,
+        action=Action.PREDICT.value,
+        model=_loggable(model),
+        version=_loggable(version) if version is not None else "served",
+        rows=rows,
+        decision="deny",
+        reasons=tuple(reason[:500] for reason in reasons),
+    )
+
+
+def _infer(
+    gw: Gateway,
+    session: ActiveSession,
+    model: str,
+    version: str | None,
+    body: bytes,
+    headers: Mapping[str, str],
+) -> _Answer:
+    """Check the V2 request, then run the v1 pipeline on its rows (in a worker thread)."""
+    request: V2InferenceRequest | None = None
+    rows = 0
+    try:
+        _refuse_extensions(headers)
+        request = _parse(body)
+        features = _rows(request)
+        rows = len(features)
+        _, resolved, grant = _granted_model(gw, session, model, version)
+        if grant is not None:  # without one the pipeline's decision denies, with its reasons
+            predictor = gw.models.predictor(model, resolved)
+            expected = predictor.input_names[0]
+            if request.inputs[0].name != expected:
+                raise InvalidInput(
+                    f"{model} {resolved} has no input {quote_untrusted(request.inputs[0].name)}",
+                    hint=f"its input is {quote_untrusted(expected)}",
+                )
+            offered = {spec.name for spec in _output_specs(grant.output, predictor.summary)}
+            for wanted in request.outputs or ():
+                if wanted.name not in offered:
+                    raise InvalidInput(
+                        f"{model} {resolved} has no output {quote_untrusted(wanted.name)} "
+                        "under this charter",
+                        hint=f"its outputs are: {', '.join(sorted(offered)) or 'none'}",
+                    )
+        try:
+            predict = PredictRequest(rows=features, version=resolved)
+        except ValidationError:
+            raise InvalidInput("the rows cannot be read as numbers") from None
+    except ModelpactError as error:
+        entry = _refusal(gw, session, model, version, rows, error)
+        return _Answer(entry, error=error, request=request)
+    outcome = gw.predict_blocking(session, model, predict)
+    return _Answer(outcome.entry, outcome.error, outcome.response, request)
+
+
+# -- shaped outputs as tensors ----------------------------------------------------------------
+
+
+def _label_tensor(name: str, shape: list[int], labels: list[Any]) -> V2ResponseOutput:
+    if all(isinstance(label, int) for label in labels):
+        return V2ResponseOutput(name=name, shape=shape, datatype="INT64", data=labels)
+    return V2ResponseOutput(
+        name=name, shape=shape, datatype="BYTES", data=[str(label) for label in labels]
+    )
+
+
+def _tensors(outputs: list[dict[str, Any]]) -> list[V2ResponseOutput]:
+    """The pipeline's shaped outputs (one dict per row) as V2 output tensors, row-major."""
+    rows = len(outputs)
+    first = outputs[0]
+    if "label" in first:
+        return [_label_tensor("label", [rows], [row["label"] for row in outputs])]
+    if "value" in first:
+        values = [row["value"] for row in outputs]
+        return [V2ResponseOutput(name="value", shape=[rows], datatype="FP64", data=values)]
+    if "scores" in first:
+        columns = [item["label"] for item in first["scores"]]
+        scores = [item["score"] for row in outputs for item in row["scores"]]
+        return [
+            V2ResponseOutput(
+                name="scores",
+                shape=[rows, len(columns)],
+                datatype="FP64",
+                parameters={"labels": columns},
+                data=scores,
+            )
+        ]
+    k = len(first["top_k"])
+    picks = [item for row in outputs for item in row["top_k"]]
+    return [
+        _label_tensor("top_k_labels", [rows, k], [item["label"] for item in picks]),
+        V2ResponseOutput(
+            name="top_k_scores",
+            shape=[rows, k],
+            datatype="FP64",
+            data=[item["score"] for item in picks],
+        ),
+    ]
+
+
+# -- the routes ---------------------------------------------------------------------------------
+
+
+def install_v2(app: FastAPI, gw: Gateway) -> None:
+    """Add the V2 routes to ``app``, over the same gateway as its ``/v1`` routes."""
+    router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"], route_class=_V2Route)
+
+    async def thread(fn: Callable[[], Any]) -> Any:
+        return await anyio.to_thread.run_sync(fn)
+
+    @router.get("", operation_id="v2ServerMetadata")
+    async def server_metadata() -> V2ServerMetadata:
+        return V2ServerMetadata(name="modelpact", version=__version__, extensions=[])
+
+    @router.get("/health/live", operation_id="v2Live", response_class=Response)
+    async def live() -> Response:
+        return Response(status_code=200)
+
+    @router.get("/health/ready", operation_id="v2Ready", response_class=Response)
+    async def ready() -> Response:
+        def check() -> None:
+            with gw.workspace.store.unit_of_work(read_only=True) as uow:
+                uow.audit.size()
+            if not gw.log.healthy:
+                raise AuditUnavailable("the audit log has stopped")
+
+        await thread(check)
+        return Response(status_code=200)
+
+    async def metadata(session: ActiveSession, model: str, version: str | None) -> Any:
+        return await thread(functools.partial(_metadata, gw, session, model, version))
+
+    async def model_ready(session: ActiveSession, model: str, version: str | None) -> Response:
+        await metadata(session, model, version)  # granted, allowed and loaded: ready
+        return Response(status_code=200)
+
+    async def infer(
+        request: Request, session: ActiveSession, model: str, version: str | None
+    ) -> Any:
+        try:
+            body = await request.body()
+        except ModelpactError as error:  # a chunked body over the limit
+            await gw.audit(_refusal(gw, session, model, version, 0, error))
+            raise
+        answer: _Answer = await thread(
+            functools.partial(_infer, gw, session, model, version, body, request.headers)
+        )
+        receipt = await gw.audit(answer.entry)
+        if answer.error is not None:
+            return _problem(answer.error)
+        assert answer.response is not None and answer.request is not None
+        tensors = _tensors(answer.response.outputs)
+        if answer.request.outputs is not None:
+            order = [wanted.name for wanted in answer.request.outputs]
+            tensors = sorted(
+                (t for t in tensors if t.name in order), key=lambda t: order.index(t.name)
+            )
+        return V2InferenceResponse(
+            model_name=model,
+            model_version=answer.response.version,
+            id=answer.request.id,
+            parameters=V2ResponseParameters(modelpact_receipt=receipt),
+            outputs=tensors,
+        )
+
+    @router.get(
+        "/models/{name}",
+        operation_id="v2ModelMetadata",
+        response_model=V2ModelMetadata,
+    )
+    async def model_metadata(name: str, session: Session) -> Any:
+        return await metadata(session, name, None)
+
+    @router.get(
+        "/models/{name}/versions/{version}",
+        operation_id="v2ModelMetadataVersioned",
+        response_model=V2ModelMetadata,
+    )
+    async def model_metadata_versioned(name: str, version: str, session: Session) -> Any:
+        return await metadata(session, name, version)
+
+    @router.get("/models/{name}/ready", operation_id="v2ModelReady", response_class=Response)
+    async def model_is_ready(name: str, session: Session) -> Response:
+        return await model_ready(session, name, None)
+
+    @router.get(
+        "/models/{name}/versions/{version}/ready",
+        operation_id="v2ModelReadyVersioned",
+        response_class=Response,
+    )
+    async def model_is_ready_versioned(name: str, version: str, session: Session) -> Response:
+        return await model_ready(session, name, version)
+
+    infer_options: dict[str, Any] = {
+        "response_model": V2InferenceResponse,
+        "response_model_exclude_none": True,
+        "openapi_extra": _INFER_BODY,
+    }
+
+    @router.post("/models/{name}/infer", operation_id="v2Infer", **infer_options)
+    async def model_infer(name: str, request: Request, session: Session) -> Any:
+        return await infer(request, session, name, None)
+
+    @router.post(
+        "/models/{name}/versions/{version}/infer",
+        operation_id="v2InferVersioned",
+        **infer_options,
+    )
+    async def model_infer_versioned(
+        name: str, version: str, request: Request, session: Session
+    ) -> Any:
+        return await infer(request, session, name, version)
+
+    app.include_router(router)
