@@ -119,11 +119,13 @@ class Setup:
 
 @pytest.fixture
 def setup(cli: Cli, tmp_path: Path, onnx_model: Path, monkeypatch: pytest.MonkeyPatch) -> Setup:
-    """A workspace with model cancer-screen 1.0.0 and partner acme enrolled (no charter yet)."""
+    """A workspace with models cancer-screen and cancer-screen-mlp 1.0.0 (the demo charter
+    grants both) and partner acme enrolled (no charter yet)."""
     workspace = tmp_path / "owner"
     assert cli("init", workspace).code == 0
     monkeypatch.setenv("MODELPACT_WORKSPACE", str(workspace))
     assert cli("model", "add", "cancer-screen", onnx_model, "--version", "1.0.0").code == 0
+    assert cli("model", "add", "cancer-screen-mlp", onnx_model, "--version", "1.0.0").code == 0
     keygen = cli("partner", "keygen", "--out", tmp_path / "acme.key")
     assert keygen.code == 0
     partner_key = keygen.out.strip()

@@ -73,7 +73,12 @@ def _fail(message: str, code: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return its exit code.  Never lets a traceback reach the user."""
     try:
-        app(args=argv, prog_name="modelpact", standalone_mode=False)
+        # Without standalone mode, typer returns (not raises) the code of Exit and of Ctrl-C.
+        result = app(args=argv, prog_name="modelpact", standalone_mode=False)
+        if isinstance(result, int) and not isinstance(result, bool) and result != 0:
+            if result == 130:
+                print("modelpact: aborted", file=sys.stderr)
+            return result
     except ModelpactError as exc:
         return _fail(exc.diagnostics(), 1)
     except typer.Exit as exc:
