@@ -25,7 +25,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from modelpact.cli.terminal import fsync_folder, replace_durably
 from modelpact.crypto import read_private_file
 from modelpact.errors import (
     InvalidInput,
@@ -64,36 +64,6 @@ def state_path(output: Path) -> Path:
 
 def receipts_path(output: Path) -> Path:
     return output.with_name(output.name + ".receipts.jsonl")
-
-
-def _fsync_folder(folder: Path) -> None:
-    if os.name == "posix":  # make a rename or a new file's name durable
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def replace_durably(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data``, mode 0600 (``mkstemp``'s): a crash leaves old or new."""
-    folder = path.parent
-    try:
-        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise StorageUnavailable(f"cannot write {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException as exc:  # Ctrl-C included: leave no temporary file behind
-        Path(temporary).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise StorageUnavailable(f"cannot write {path}: {exc.strerror}") from None
-        raise
-    _fsync_folder(folder)
 
 
 def append_durably(path: Path, data: bytes) -> int:
@@ -489,7 +459,7 @@ class PredictionRun:
                 os.fsync(handle.fileno())
         except OSError as exc:
             raise StorageUnavailable(f"cannot write {self.output}: {exc.strerror}") from None
-        _fsync_folder(self.output.parent)
+        fsync_folder(self.output.parent)
 
     def _repair_receipts(self) -> None:
         """Drop a half-written last line (a crash in mid-append); keep every whole receipt."""

@@ -54,22 +54,39 @@ def read_text(path: Path, *, what: str = "file", limit: int = MAX_DOCUMENT) -> s
         raise InvalidInput(f"{what} {path} is not UTF-8 text") from None
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write all of ``text`` or nothing: temp file in the same folder, fsync, rename."""
-    directory = path.parent if str(path.parent) else Path(".")
+def fsync_folder(folder: Path) -> None:
+    if os.name == "posix":  # make a rename or a new file's name durable
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def replace_durably(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``, mode 0600 (``mkstemp``'s): a crash leaves old or new."""
+    folder = path.parent
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     except OSError as exc:
         raise StorageUnavailable(f"cannot write {path}: {exc.strerror}") from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        os.replace(temporary, path)
+    except BaseException as exc:  # Ctrl-C included: leave no temporary file behind
+        Path(temporary).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise StorageUnavailable(f"cannot write {path}: {exc.strerror}") from None
         raise
+    fsync_folder(folder)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write all of ``text`` or nothing (see :func:`replace_durably`)."""
+    replace_durably(path, text.encode("utf-8"))
 
 
 def open_ws(ctx: typer.Context) -> Workspace:
