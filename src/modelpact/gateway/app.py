@@ -18,6 +18,7 @@ import contextlib
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 import anyio
@@ -45,12 +46,13 @@ from modelpact.gateway.problems import (
     problem_response,
     validation_detail,
 )
-from modelpact.policy import AccessRequest
+from modelpact.policy import AccessRequest, Decision
 from modelpact.services.decisions import Decider
 from modelpact.services.metering import Meter
 from modelpact.services.serving import ModelServer
 from modelpact.services.sessions import ActiveSession, SessionDesk, token_id
 from modelpact.services.workspace import Workspace
+from modelpact.store import UnitOfWork
 from modelpact.wire import (
     Challenge,
     ChallengeRequest,
@@ -86,7 +88,7 @@ def _b64(data: bytes) -> str:
 class _Outcome:
     """What the worker thread decided for one prediction request."""
 
-    entry: AccessEntry
+    entry: AccessEntry | SessionEntry
     response: PredictResponse | None = None  # without its receipt yet
     error: ModelpactError | None = None
 
@@ -123,9 +125,71 @@ class Gateway:
                 return grant.output
         raise Denied(f"no grant of {charter.ref} covers predict on {model} {version}")
 
-    def predict_blocking(
-        self, session: ActiveSession, model: str, request: PredictRequest
+    def _admit(
+        self,
+        session: ActiveSession,
+        model: str,
+        request: PredictRequest,
+        now: datetime,
+        uow: UnitOfWork,
+    ) -> tuple[Charter, str, Decision]:
+        """The reads before a model runs, in one snapshot: grant, version, decision."""
+        charter = self.sessions.charter(session)
+        if not any(grant.model == model for grant in charter.grants):
+            # The same answer for a model that does not exist and one this partner has
+            # no grant for: a partner learns nothing of models outside its charter.
+            raise NotFound(
+                f"no model named {model} is served under {charter.ref}",
+                hint="the charter's grants name the models you may use",
+            )
+        version = self.models.resolve(model, request.version, uow)
+        decision = self.decider.decide(
+            AccessRequest(
+                partner=session.partner,
+                charter=session.charter,
+                purpose=session.purpose,
+                action=Action.PREDICT,
+                model=model,
+                version=version,
+                at=now,
+            ),
+            uow,
+        )
+        if not decision.allowed:
+            raise Denied(
+                f"the charter does not allow predict on {model} {version}",
+                reasons=decision.reasons,
+            )
+        return charter, version, decision
+
+    def predict_with_token(
+        self, authorization: str | None, model: str, request: PredictRequest
     ) -> _Outcome:
+        """Authenticate and run the pipeline in one worker thread and one read snapshot."""
+        with self.workspace.store.unit_of_work(read_only=True) as uow:
+            try:
+                session = self.sessions.authenticate(_bearer(authorization), uow)
+            except (Denied, Expired) as error:  # Unauthenticated included
+                entry = SessionEntry(
+                    time=self.workspace.clock(),
+                    action="authenticate",
+                    actor="unknown",
+                    subject="bearer-token",
+                    decision="deny",
+                    reasons=(error.summary[:500],),
+                )
+                return _Outcome(entry, error=error)
+            return self.predict_blocking(session, model, request, uow=uow)
+
+    def predict_blocking(
+        self,
+        session: ActiveSession,
+        model: str,
+        request: PredictRequest,
+        *,
+        uow: UnitOfWork | None = None,
+    ) -> _Outcome:
+        """The pipeline after authentication; reads in ``uow`` when given."""
         now = self.workspace.clock()
         if not _SLUG.fullmatch(model) or (
             request.version is not None and not _VERSION.fullmatch(request.version)
@@ -159,32 +223,12 @@ class Gateway:
             "rows": len(request.rows),
         }
         try:
-            charter = self.sessions.charter(session)
-            if not any(grant.model == model for grant in charter.grants):
-                # The same answer for a model that does not exist and one this partner has
-                # no grant for: a partner learns nothing of models outside its charter.
-                raise NotFound(
-                    f"no model named {model} is served under {charter.ref}",
-                    hint="the charter's grants name the models you may use",
-                )
-            version = self.models.resolve(model, request.version)
+            if uow is None:
+                with self.workspace.store.unit_of_work(read_only=True) as own:
+                    charter, version, decision = self._admit(session, model, request, now, own)
+            else:
+                charter, version, decision = self._admit(session, model, request, now, uow)
             base["version"] = version
-            decision = self.decider.decide(
-                AccessRequest(
-                    partner=session.partner,
-                    charter=session.charter,
-                    purpose=session.purpose,
-                    action=Action.PREDICT,
-                    model=model,
-                    version=version,
-                    at=now,
-                )
-            )
-            if not decision.allowed:
-                raise Denied(
-                    f"the charter does not allow predict on {model} {version}",
-                    reasons=decision.reasons,
-                )
             policy = self._grant_output(charter, model, version)
             self.meter.admit(session, charter.limits, len(request.rows))
             prediction = self.models.predict(
@@ -384,8 +428,12 @@ def create_app(
         tags=["predictions"],
         response_model=PredictResponse,
     )
-    async def predict(model: str, body: PredictRequest, session: Session) -> Any:
-        outcome = await _thread(gw.predict_blocking, session, model, body)
+    async def predict(
+        model: str,
+        body: PredictRequest,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> Any:
+        outcome = await _thread(gw.predict_with_token, authorization, model, body)
         receipt = await gw.audit(outcome.entry)
         if outcome.error is not None:
             return problem_response(outcome.error)

@@ -53,7 +53,7 @@ from pydantic import (
 )
 
 from modelpact import __version__
-from modelpact.audit.entries import AccessEntry
+from modelpact.audit.entries import AccessEntry, SessionEntry
 from modelpact.charter import SLUG_PATTERN, Action, Charter, Grant, OutputKind, OutputPolicy
 from modelpact.errors import (
     AuditUnavailable,
@@ -455,7 +455,7 @@ def _rows(request: V2InferenceRequest) -> list[list[float]]:
 class _Answer:
     """What the worker thread made of one inference request: an entry to audit, and more."""
 
-    entry: AccessEntry
+    entry: AccessEntry | SessionEntry
     error: ModelpactError | None = None
     response: PredictResponse | None = None
     request: V2InferenceRequest | None = None

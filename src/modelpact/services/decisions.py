@@ -6,6 +6,7 @@ from modelpact.errors import NotFound
 from modelpact.policy import AccessRequest, Decision, PolicyEngine
 from modelpact.services.charters import CharterDesk
 from modelpact.services.workspace import Workspace
+from modelpact.store import UnitOfWork
 
 __all__ = ["Decider"]
 
@@ -18,22 +19,30 @@ class Decider:
         self._key: tuple[tuple[str, int, str], ...] | None = None
         self._engine = PolicyEngine()
 
-    def engine(self) -> PolicyEngine:
+    def engine(self, uow: UnitOfWork | None = None) -> PolicyEngine:
         """The engine for the charters active now; a stored charter that fails its checks
-        raises :class:`~modelpact.errors.Tampered` and stops every decision (fail closed)."""
-        desk = CharterDesk(self._ws)
-        records = [r for r in desk.all() if r.status == "active"]
+        raises :class:`~modelpact.errors.Tampered` and stops every decision (fail closed).
+
+        Reads the charter list in ``uow`` when given (the gateway's one read per request);
+        charters are compiled again only when that list changed.
+        """
+        if uow is None:
+            with self._ws.store.unit_of_work(read_only=True) as own:
+                return self.engine(own)
+        records = [r for r in uow.charters.list() if r.status == "active"]
         key = tuple(sorted((r.charter_id, r.version, r.digest) for r in records))
         if key != self._key:
-            self._engine = PolicyEngine(desk.compile_active(records))
-            self._key = key
+            engine = PolicyEngine(CharterDesk(self._ws).compile_active(records))
+            self._engine, self._key = engine, key
         return self._engine
 
-    def decide(self, request: AccessRequest) -> Decision:
+    def decide(self, request: AccessRequest, uow: UnitOfWork | None = None) -> Decision:
         """Default deny: an unknown partner, an unknown charter or no grant all deny."""
+        if uow is None:
+            with self._ws.store.unit_of_work(read_only=True) as own:
+                return self.decide(request, own)
         try:
-            with self._ws.store.unit_of_work(read_only=True) as uow:
-                status = uow.partners.get(request.partner).status
+            status = uow.partners.get(request.partner).status
         except NotFound:
             return Decision(False, (f"no partner named {request.partner}",))
-        return self.engine().decide(request, partner_status=status)
+        return self.engine(uow).decide(request, partner_status=status)

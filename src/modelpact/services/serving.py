@@ -37,6 +37,7 @@ from modelpact.errors import InvalidInput, ModelpactError, NotFound, Tampered, q
 from modelpact.runtime import PredictionFailed, Predictor, check_policy, shape_outputs
 from modelpact.services.registry import ModelRegistry
 from modelpact.services.workspace import Workspace
+from modelpact.store import UnitOfWork
 
 __all__ = ["ModelServer", "Prediction"]
 
@@ -77,6 +78,7 @@ class ModelServer:
     def __init__(self, workspace: Workspace, *, max_loaded: int = 8) -> None:
         if isinstance(max_loaded, bool) or not isinstance(max_loaded, int) or max_loaded < 1:
             raise InvalidInput(f"max_loaded must be a positive integer, not {max_loaded!r}")
+        self._ws = workspace
         self._registry = ModelRegistry(workspace)
         self._max_loaded = max_loaded
         self._lock = threading.Lock()
@@ -88,15 +90,22 @@ class ModelServer:
         """The registry versions are resolved, verified and decrypted through."""
         return self._registry
 
-    def resolve(self, model: str, version: str | None) -> str:
+    def resolve(self, model: str, version: str | None, uow: UnitOfWork | None = None) -> str:
         """The version to run: ``version`` if registered, else the one ``model`` serves now.
 
-        Raises :class:`NotFound` for an unknown model or version.
+        Reads in ``uow`` when given.  Raises :class:`NotFound` for an unknown model or
+        version.
         """
         _check_name(model, version)
+        if uow is None:
+            with self._ws.store.unit_of_work(read_only=True) as own:
+                return self.resolve(model, version, own)
         if version is None:
-            return self._registry.served(model)
-        self._registry.get_version(model, version)  # raises NotFound
+            served = uow.models.get_model(model).served_version
+            if served is None:
+                raise NotFound(f"model {model} serves no version")
+            return served
+        uow.models.get_version(model, version)  # raises NotFound
         return version
 
     def predictor(self, model: str, version: str) -> Predictor:

@@ -304,28 +304,30 @@ class SessionDesk:
 
     # -- on every request ------------------------------------------------------------------
 
-    def authenticate(self, token: str) -> ActiveSession:
+    def authenticate(self, token: str, uow: UnitOfWork | None = None) -> ActiveSession:
         """The session ``token`` opens, checked against the current state of everything.
 
-        One unit of work reads the session, its partner and its charter's active
-        version; a charter superseded since the session opened carries the
+        One unit of work (``uow`` when given) reads the session, its partner and its
+        charter's active version; a charter superseded since the session opened carries the
         session on as long as the new version still lists its purpose.
         """
         token_hash = _token_hash(token)
         if token_hash is None:
             raise Unauthenticated(_NOT_A_SESSION, hint=_NEW_SESSION)
+        if uow is None:
+            with self._ws.store.unit_of_work(read_only=True) as own:
+                return self.authenticate(token, own)
         now = self._ws.clock()
-        with self._ws.store.unit_of_work(read_only=True) as uow:
-            try:
-                session = uow.sessions.get(token_hash)
-            except NotFound:
-                raise Unauthenticated(_NOT_A_SESSION, hint=_NEW_SESSION) from None
-            if session.revoked_at is not None:
-                raise Unauthenticated("the session was revoked", hint=_NEW_SESSION)
-            if now >= session.expires_at:
-                raise Unauthenticated("the session expired", hint=_NEW_SESSION)
-            partner = uow.partners.get(session.partner_id)
-            record = _active_record(uow, session.charter_id, session.partner_id)
+        try:
+            session = uow.sessions.get(token_hash)
+        except NotFound:
+            raise Unauthenticated(_NOT_A_SESSION, hint=_NEW_SESSION) from None
+        if session.revoked_at is not None:
+            raise Unauthenticated("the session was revoked", hint=_NEW_SESSION)
+        if now >= session.expires_at:
+            raise Unauthenticated("the session expired", hint=_NEW_SESSION)
+        partner = uow.partners.get(session.partner_id)
+        record = _active_record(uow, session.charter_id, session.partner_id)
         charter = self._checked_charter(partner, session.charter_id, record, now)
         if session.purpose not in charter.purposes:
             raise _denied(f"{charter.ref} no longer lists purpose {session.purpose}")

@@ -94,6 +94,10 @@ def redacted_url(url: str | URL) -> str:
         return "<unparseable database URL>"
 
 
+SQLITE_POOL_SIZE = 40
+"""Pooled SQLite connections kept open (anyio's default worker-thread limit)."""
+
+
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # Take transaction control away from the sqlite3 module; _sqlite_on_begin emits BEGIN.
     dbapi_connection.isolation_level = None
@@ -125,7 +129,10 @@ def create_store_engine(url: str | URL) -> Engine:
     """
     parsed = _parse_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = sa.create_engine(parsed)
+        # Connections to a file cost nothing to keep; the gateway's worker threads (40 by
+        # default in anyio) should find one ready rather than open and close overflow
+        # connections, each re-running the pragmas above.
+        engine = sa.create_engine(parsed, pool_size=SQLITE_POOL_SIZE, max_overflow=8)
         sa.event.listen(engine, "connect", _sqlite_on_connect)
         sa.event.listen(engine, "begin", _sqlite_on_begin)
         return engine
