@@ -38,6 +38,7 @@ from modelpact.errors import (
     Unauthenticated,
     quote_untrusted,
 )
+from modelpact.gateway.metrics import GatewayMetrics, MetricsMiddleware
 from modelpact.gateway.problems import (
     MEDIA_TYPE,
     BodyLimit,
@@ -109,6 +110,11 @@ class Gateway:
             origin=workspace.log_origin,
             clock=workspace.clock,
         )
+        self.metrics = GatewayMetrics(self._audit_size)
+
+    def _audit_size(self) -> int:
+        with self.workspace.store.unit_of_work(read_only=True) as uow:
+            return uow.audit.size()
 
     def close(self) -> None:
         self.log.close()
@@ -258,6 +264,7 @@ class Gateway:
     async def audit(self, entry: AuditEntry) -> Receipt:
         """Make ``entry`` durable (raises AuditUnavailable → 503 when it cannot be)."""
         receipt = await self.log.append_async(entry)
+        self.metrics.audited.labels(entry.type, getattr(entry, "decision", "none")).inc()
         return Receipt(
             index=receipt.index, leaf_hash=_b64(receipt.leaf_hash), log_origin=self.log.origin
         )
@@ -526,7 +533,9 @@ def create_app(
     from modelpact.gateway.v2 import install_v2  # here: v2 imports this module
 
     install_v2(app, gw)
+    app.add_route("/metrics", gw.metrics.endpoint, include_in_schema=False)
     app.add_middleware(BodyLimit, max_bytes=max_body)
+    app.add_middleware(MetricsMiddleware, metrics=gw.metrics)
     return app
 
 
