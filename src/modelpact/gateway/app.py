@@ -138,6 +138,8 @@ class Gateway:
         request: PredictRequest,
         now: datetime,
         uow: UnitOfWork,
+        *,
+        authenticated_here: bool,
     ) -> tuple[Charter, str, Decision]:
         """The reads before a model runs, in one snapshot: grant, version, decision."""
         charter = self.sessions.charter(session)
@@ -149,18 +151,19 @@ class Gateway:
                 hint="the charter's grants name the models you may use",
             )
         version = self.models.resolve(model, request.version, uow)
-        decision = self.decider.decide(
-            AccessRequest(
-                partner=session.partner,
-                charter=session.charter,
-                purpose=session.purpose,
-                action=Action.PREDICT,
-                model=model,
-                version=version,
-                at=now,
-            ),
-            uow,
+        access = AccessRequest(
+            partner=session.partner,
+            charter=session.charter,
+            purpose=session.purpose,
+            action=Action.PREDICT,
+            model=model,
+            version=version,
+            at=now,
         )
+        if authenticated_here:  # authenticate() found the partner active in this snapshot
+            decision = self.decider.engine(uow).decide(access, partner_status="active")
+        else:
+            decision = self.decider.decide(access, uow)
         if not decision.allowed:
             raise Denied(
                 f"the charter does not allow predict on {model} {version}",
@@ -195,7 +198,12 @@ class Gateway:
         *,
         uow: UnitOfWork | None = None,
     ) -> _Outcome:
-        """The pipeline after authentication; reads in ``uow`` when given."""
+        """The pipeline after authentication.
+
+        ``uow``: the snapshot :meth:`SessionDesk.authenticate` read the session in, whose
+        reads the pipeline shares (the partner is then known active); without it the
+        pipeline reads in a snapshot of its own.
+        """
         now = self.workspace.clock()
         if not _SLUG.fullmatch(model) or (
             request.version is not None and not _VERSION.fullmatch(request.version)
@@ -231,9 +239,13 @@ class Gateway:
         try:
             if uow is None:
                 with self.workspace.store.unit_of_work(read_only=True) as own:
-                    charter, version, decision = self._admit(session, model, request, now, own)
+                    charter, version, decision = self._admit(
+                        session, model, request, now, own, authenticated_here=False
+                    )
             else:
-                charter, version, decision = self._admit(session, model, request, now, uow)
+                charter, version, decision = self._admit(
+                    session, model, request, now, uow, authenticated_here=True
+                )
             base["version"] = version
             policy = self._grant_output(charter, model, version)
             self.meter.admit(session, charter.limits, len(request.rows))
