@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import ssl
 from collections.abc import Awaitable
@@ -391,3 +392,37 @@ def test_unparseable_json_without_a_session_is_401_and_recorded(app: Any, ws: Wo
     assert response.status_code == 401
     refused = [e for e in entries(ws) if isinstance(e, SessionEntry) and e.decision == "deny"]
     assert len(refused) == 1
+
+
+def test_receipts_are_verified_in_the_background_and_a_bad_one_stops_the_client(
+    app: Any, ws: Workspace
+) -> None:
+    from modelpact.errors import ProofInvalid
+    from modelpact.wire import Receipt
+
+    async def drained(sdk: AsyncPartnerClient) -> None:
+        for _ in range(200):  # at most ~10 s
+            if not sdk._pending:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the background check did not catch up")
+
+    async def scenario() -> None:
+        async with client(app, ws) as sdk:
+            sdk.verify_in_background(every=0.05)
+            for row in ROWS[:3]:
+                await sdk.predict(MODEL, [row])
+            await drained(sdk)
+            good = await sdk.predict(MODEL, ROWS[:1])
+            forged = Receipt.model_validate(
+                good.receipt.model_dump() | {"leaf_hash": base64.b64encode(b"x" * 32).decode()}
+            )
+            sdk._pending.append(forged)  # as if the gateway had sent a receipt that lies
+            for _ in range(200):
+                if sdk._broken is not None:
+                    break
+                await asyncio.sleep(0.05)
+            with pytest.raises(ProofInvalid):
+                await sdk.predict(MODEL, ROWS[:1])
+
+    run(scenario())

@@ -11,12 +11,15 @@ counted against the quota.
 With the owner's public key, ``verify_receipts`` fetches a signed checkpoint
 covering the receipts, has the witness check it is consistent with the last
 one this partner saw (kept in ``witness_path``), and verifies each receipt's
-inclusion proof against it.
+inclusion proof against it.  ``AsyncPartnerClient.verify_in_background`` does that for
+every prediction's receipt, in batches, while the partner works; what it finds
+wrong is raised by the next call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import ssl
 import time
@@ -40,7 +43,7 @@ from modelpact.client.protocol import (
     unb64_list,
 )
 from modelpact.crypto import SigningKey, VerifyKey
-from modelpact.errors import InvalidInput, ServerError, Unauthenticated
+from modelpact.errors import InvalidInput, ModelpactError, ServerError, Unauthenticated
 from modelpact.wire import (
     Challenge,
     ChallengeRequest,
@@ -271,7 +274,45 @@ class AsyncPartnerClient(_Base):
 
     def _make_http(self, **options: Any) -> httpx.AsyncClient:
         self._opening = asyncio.Lock()
+        self._pending: list[Receipt] = []  # receipts the background check has yet to verify
+        self._background: asyncio.Task[None] | None = None
+        self._broken: ModelpactError | None = None  # what the background check found
         return httpx.AsyncClient(**options)
+
+    # -- receipts checked in the background ------------------------------------------------
+
+    def verify_in_background(self, *, every: float = 30.0) -> None:
+        """Verify every prediction's receipt in batches, every ``every`` seconds, on this
+        event loop.  A receipt that fails (a proof that does not hold, a forked or rolled
+        back log) is raised by the next call of :meth:`predict` or
+        :meth:`verify_pending`, so it cannot go unnoticed."""
+        if every <= 0:
+            raise InvalidInput("the background check's interval must be positive")
+        if self._background is None:
+            self._background = asyncio.get_running_loop().create_task(self._verify_loop(every))
+
+    async def _verify_loop(self, every: float) -> None:
+        while self._broken is None:
+            await asyncio.sleep(every)
+            try:
+                await self.verify_pending()
+            except ModelpactError as failure:
+                self._broken = failure
+
+    async def verify_pending(self) -> Checkpoint | None:
+        """Verify the receipts collected since the last check (by up to 256 per checkpoint);
+        ``None`` when there were none."""
+        if self._broken is not None:
+            raise self._broken
+        checkpoint = None
+        while self._pending:
+            batch, self._pending = self._pending[:256], self._pending[256:]
+            try:
+                checkpoint = await self.verify_receipts(batch)
+            except ModelpactError:
+                self._pending = batch + self._pending  # kept, for a retry or a closer look
+                raise
+        return checkpoint
 
     async def __aenter__(self) -> AsyncPartnerClient:
         return self
@@ -280,6 +321,10 @@ class AsyncPartnerClient(_Base):
         await self.aclose()
 
     async def aclose(self) -> None:
+        if self._background is not None:
+            self._background.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._background
         await self._http.aclose()
 
     async def _safe(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -321,6 +366,8 @@ class AsyncPartnerClient(_Base):
             raise error_from(response)
 
     async def predict(self, model: str, rows: Any, *, version: str | None = None) -> Prediction:
+        if self._broken is not None:
+            raise self._broken
         body = PredictRequest(rows=as_rows(rows), version=version).model_dump(mode="json")
         for attempt in range(2):
             if renew_due(self._grant, self._clock()):
@@ -335,7 +382,10 @@ class AsyncPartnerClient(_Base):
             if response.status_code == 401 and attempt == 0:
                 await self._ensure_session(stale=grant)
                 continue
-            return Prediction.from_wire(self._parse(response, PredictResponse))
+            prediction = Prediction.from_wire(self._parse(response, PredictResponse))
+            if self._background is not None:
+                self._pending.append(prediction.receipt)
+            return prediction
         raise Unauthenticated("the gateway refused a fresh session")
 
     async def checkpoint(self, *, min_size: int = 0, origin: str | None = None) -> Checkpoint:
