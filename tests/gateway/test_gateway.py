@@ -426,3 +426,68 @@ def test_receipts_are_verified_in_the_background_and_a_bad_one_stops_the_client(
                 await sdk.predict(MODEL, ROWS[:1])
 
     run(scenario())
+
+
+def test_changes_made_by_another_process_hold_on_the_very_next_request(
+    app: Any, ws: Workspace, gateway: Any, onnx_model: bytes
+) -> None:
+    """The gateway keeps partners, charters, models and sessions until the store's change
+    counter moves; a second workspace on the same database plays the owner's CLI."""
+    import sqlalchemy as sa
+
+    from modelpact.services import ModelRegistry, open_workspace
+    from modelpact.services.sessions import SessionDesk
+
+    selects: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            selects.append(" ".join(statement.split()))
+
+    engine = ws.store._engine  # type: ignore[attr-defined]
+    owner = open_workspace(ws.root, clock=ws.clock)
+
+    async def scenario() -> None:
+        async with client(app, ws) as sdk, raw(app) as http:
+            await sdk.predict(MODEL, ROWS[:1])  # fills the cache
+            token = sdk.session.token  # type: ignore[union-attr]
+            headers = {"Authorization": f"Bearer {token}"}
+
+            async def post() -> httpx.Response:
+                return await http.post(
+                    f"/v1/models/{MODEL}/predict", json={"rows": ROWS[:1]}, headers=headers
+                )
+
+            sa.event.listen(engine, "before_cursor_execute", record)
+            try:
+                assert (await post()).status_code == 200
+            finally:
+                sa.event.remove(engine, "before_cursor_execute", record)
+            # Of what a request checks, a cached one reads the change counter only.
+            checked = ("state_changes", "partners", "charters", "sessions", "models")
+            read = [s for s in selects if any(f" {t} " in f"{s} " for t in checked)]
+            assert len(read) == 1 and "state_changes" in read[0], selects
+
+            PartnerDirectory(owner).change_status("acme", "suspend")
+            assert (await post()).status_code == 403
+            PartnerDirectory(owner).change_status("acme", "resume")
+            assert (await post()).status_code == 200
+
+            ModelRegistry(owner).add(MODEL, onnx_model, version="1.1.0", source="m.onnx")
+            assert (await post()).json()["version"] == "1.1.0"
+            ModelRegistry(owner).rollback(MODEL, to_version="1.0.0")
+            assert (await post()).json()["version"] == "1.0.0"
+
+            narrowed = charter_for(owner, "acme", version=2, purposes=["research"])
+            CharterDesk(owner).apply(narrowed, source="v2.json")
+            dropped = await post()
+            assert dropped.status_code == 403
+            assert "no longer lists purpose" in dropped.text
+
+            SessionDesk(owner, audience=gateway.audience).revoke(token)
+            assert (await post()).status_code == 401
+
+    try:
+        run(scenario())
+    finally:
+        owner.close()

@@ -52,6 +52,7 @@ from modelpact.services.decisions import Decider
 from modelpact.services.metering import Meter
 from modelpact.services.serving import ModelServer
 from modelpact.services.sessions import ActiveSession, SessionDesk, token_id
+from modelpact.services.state_cache import StateCache
 from modelpact.services.workspace import Workspace
 from modelpact.store import UnitOfWork
 from modelpact.wire import (
@@ -100,10 +101,13 @@ class Gateway:
     def __init__(self, workspace: Workspace, *, audience: str | None = None) -> None:
         self.workspace = workspace
         self.audience = audience or workspace.log_origin.removesuffix("/log") + "/gateway"
-        self.sessions = SessionDesk(workspace, audience=self.audience)
+        # Partners, charters, models and revocations, kept until the store's change
+        # counter moves: a cached request reads that counter and nothing else of them.
+        self.state = StateCache(workspace)
+        self.sessions = SessionDesk(workspace, audience=self.audience, cache=self.state)
         self.meter = Meter(workspace)
-        self.models = ModelServer(workspace)
-        self.decider = Decider(workspace)
+        self.models = ModelServer(workspace, cache=self.state)
+        self.decider = Decider(workspace, cache=self.state)
         self.log = AuditLog(
             workspace.store,
             key=workspace.owner_key(),

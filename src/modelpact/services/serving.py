@@ -36,6 +36,7 @@ from modelpact.crypto import canonical_digest, constant_time_equal, sha256_hex
 from modelpact.errors import InvalidInput, ModelpactError, NotFound, Tampered, quote_untrusted
 from modelpact.runtime import PredictionFailed, Predictor, check_policy, shape_outputs
 from modelpact.services.registry import ModelRegistry
+from modelpact.services.state_cache import StateCache, StateView
 from modelpact.services.workspace import Workspace
 from modelpact.store import UnitOfWork
 
@@ -72,13 +73,18 @@ class ModelServer:
     """Registered model versions, loaded on first use and run on checked batches.
 
     Thread-safe: the gateway calls it from many worker threads at once.  Two
-    threads that ask for a version not yet loaded wait for one load.
+    threads that ask for a version not yet loaded wait for one load.  ``cache``:
+    :meth:`resolve` reads served and registered versions through it (when given a
+    unit of work), so they are read again only once the store's change counter moves.
     """
 
-    def __init__(self, workspace: Workspace, *, max_loaded: int = 8) -> None:
+    def __init__(
+        self, workspace: Workspace, *, max_loaded: int = 8, cache: StateCache | None = None
+    ) -> None:
         if isinstance(max_loaded, bool) or not isinstance(max_loaded, int) or max_loaded < 1:
             raise InvalidInput(f"max_loaded must be a positive integer, not {max_loaded!r}")
         self._ws = workspace
+        self._cache = cache
         self._registry = ModelRegistry(workspace)
         self._max_loaded = max_loaded
         self._lock = threading.Lock()
@@ -100,12 +106,13 @@ class ModelServer:
         if uow is None:
             with self._ws.store.unit_of_work(read_only=True) as own:
                 return self.resolve(model, version, own)
+        view = StateView.direct(uow) if self._cache is None else self._cache.view(uow)
         if version is None:
-            served = uow.models.get_model(model).served_version
+            served = view.model(model).served_version
             if served is None:
                 raise NotFound(f"model {model} serves no version")
             return served
-        uow.models.get_version(model, version)  # raises NotFound
+        view.require_version(model, version)  # raises NotFound
         return version
 
     def predictor(self, model: str, version: str) -> Predictor:

@@ -10,9 +10,12 @@
    purpose.  Only the token's SHA-256 is stored.
 3. :meth:`SessionDesk.authenticate` runs on every request and re-reads what may
    have changed since: revocation, the partner's status, the charter's active
-   version, its validity window and purposes.  Nothing of that is cached, so a
-   suspension or an expiry takes effect on the very next request.  Only parsed,
-   verified charters are cached, by id, version and digest.
+   version, its validity window and purposes.  Given a
+   :class:`~modelpact.services.state_cache.StateCache`, the rows are kept until
+   the store's change counter moves, which every such change does in its own
+   transaction; expiry and validity are checked against the clock every time.
+   Either way a suspension, a revocation or an expiry takes effect on the very
+   next request.  Parsed, verified charters are cached by id, version and digest.
 
 Refusals: :class:`~modelpact.errors.Unauthenticated` when the caller has not
 shown who it is (bad proof, used nonce, unknown, revoked or expired token);
@@ -44,6 +47,7 @@ from modelpact.errors import (
     quote_untrusted,
 )
 from modelpact.services.charters import CharterDesk
+from modelpact.services.state_cache import StateCache, StateView, active_record
 from modelpact.services.workspace import Workspace
 from modelpact.store import (
     ChallengeRecord,
@@ -121,27 +125,14 @@ def _denied(reason: str, *, hint: str | None = None) -> Denied:
     return Denied(reason, reasons=(reason,), hint=hint)
 
 
-def _active_record(uow: UnitOfWork, charter_id: str, partner_id: str) -> CharterRecord | None:
-    """The charter's active version if it is ``partner_id``'s; None otherwise.
-
-    Applying a version supersedes the one before, so an active version is always
-    the latest: one indexed read.
-    """
-    try:
-        latest = uow.charters.latest(charter_id)
-    except NotFound:
-        return None
-    if latest.status != "active" or latest.partner_id != partner_id:
-        return None
-    return latest
-
-
 class SessionDesk:
     """Issues challenges, opens sessions on a proof of key, and checks tokens on each request.
 
     One desk serves every request of a gateway process; it is thread-safe.
     ``audience`` names this gateway in what partners sign, so a proof made for
-    one gateway cannot open a session at another.
+    one gateway cannot open a session at another.  ``cache``: keep the rows
+    :meth:`authenticate` reads (when given a unit of work) until the store's
+    change counter moves.
     """
 
     def __init__(
@@ -151,6 +142,7 @@ class SessionDesk:
         audience: str,
         challenge_ttl: int = 60,
         clock_skew: int = 60,
+        cache: StateCache | None = None,
     ) -> None:
         if not isinstance(audience, str) or not audience.strip():
             raise InvalidInput("a session desk needs an audience (the gateway's name)")
@@ -159,6 +151,7 @@ class SessionDesk:
         if clock_skew < 0:
             raise InvalidInput(f"clock_skew cannot be negative: {clock_skew}")
         self._ws = workspace
+        self._cache = cache
         self.audience = audience
         self._challenge_ttl = timedelta(seconds=challenge_ttl)
         self._clock_skew = timedelta(seconds=clock_skew)
@@ -230,7 +223,7 @@ class SessionDesk:
                     "the challenge nonce is unknown, expired, already used or not this partner's",
                     hint="ask for a new challenge and sign it at once",
                 )
-            record = _active_record(uow, request.charter, partner.id)
+            record = active_record(uow, request.charter, partner.id)
         # The nonce is spent (committed); every refusal from here on leaves it spent.
         charter = self._checked_charter(partner, request.charter, record, now)
         if request.purpose not in charter.purposes:
@@ -308,8 +301,9 @@ class SessionDesk:
         """The session ``token`` opens, checked against the current state of everything.
 
         One unit of work (``uow`` when given) reads the session, its partner and its
-        charter's active version; a charter superseded since the session opened carries the
-        session on as long as the new version still lists its purpose.
+        charter's active version (or, with a cache, only the change counter when nothing
+        changed); a charter superseded since the session opened carries the session on as
+        long as the new version still lists its purpose.
         """
         token_hash = _token_hash(token)
         if token_hash is None:
@@ -317,17 +311,18 @@ class SessionDesk:
         if uow is None:
             with self._ws.store.unit_of_work(read_only=True) as own:
                 return self.authenticate(token, own)
+        view = StateView.direct(uow) if self._cache is None else self._cache.view(uow)
         now = self._ws.clock()
         try:
-            session = uow.sessions.get(token_hash)
+            session = view.session(token_hash)
         except NotFound:
             raise Unauthenticated(_NOT_A_SESSION, hint=_NEW_SESSION) from None
         if session.revoked_at is not None:
             raise Unauthenticated("the session was revoked", hint=_NEW_SESSION)
         if now >= session.expires_at:
             raise Unauthenticated("the session expired", hint=_NEW_SESSION)
-        partner = uow.partners.get(session.partner_id)
-        record = _active_record(uow, session.charter_id, session.partner_id)
+        partner = view.partner(session.partner_id)
+        record = view.active_charter(session.charter_id, session.partner_id)
         charter = self._checked_charter(partner, session.charter_id, record, now)
         if session.purpose not in charter.purposes:
             raise _denied(f"{charter.ref} no longer lists purpose {session.purpose}")

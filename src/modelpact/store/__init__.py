@@ -20,6 +20,9 @@ types.
   sessions (by the SHA-256 of their token); ``work.usage``
   (:class:`UsageRepository`) counts rows and requests per partner, charter and
   UTC day, with a quota check no two processes can both pass.
+- ``work.state`` (:class:`StateRepository`) is a counter that every write to
+  partners, charters, models or session revocations increments, so a reader
+  can tell in one read whether anything it keeps may have changed.
 - :class:`LocalArtifactStore` keeps write-once blobs under a directory.
 """
 
@@ -33,6 +36,7 @@ from modelpact.store.interfaces import (
     ModelRepository,
     PartnerRepository,
     SessionRepository,
+    StateRepository,
     Store,
     UnitOfWork,
     UsageRepository,
@@ -74,6 +78,7 @@ __all__ = [
     "SessionRecord",
     "SessionRepository",
     "SqlStore",
+    "StateRepository",
     "Store",
     "UnitOfWork",
     "UsageRecord",

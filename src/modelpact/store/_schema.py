@@ -27,6 +27,7 @@ __all__ = [
     "partners",
     "session_challenges",
     "sessions",
+    "state_changes",
     "usage",
 ]
 
@@ -202,4 +203,15 @@ usage = sa.Table(
     sa.Column("rows", sa.BigInteger(), nullable=False),
     sa.Column("requests", sa.BigInteger(), nullable=False),
     sa.CheckConstraint("rows >= 0 AND requests >= 0", name="counts"),
+)
+
+# One row whose counter every write to partners, charters, models or session revocations
+# increments in its own transaction: a reader that saw the same counter before may keep
+# what it read then.
+state_changes = sa.Table(
+    "state_changes",
+    metadata,
+    sa.Column("id", sa.SmallInteger(), primary_key=True, autoincrement=False),
+    sa.Column("counter", sa.BigInteger(), nullable=False),
+    sa.CheckConstraint("id = 1", name="one_row"),
 )

@@ -24,6 +24,7 @@ from modelpact.store._schema import charters, model_versions, models, partners
 from modelpact.store._sql_audit import SqlAuditRepository
 from modelpact.store._sql_session import Session
 from modelpact.store._sql_sessions import SqlSessionRepository
+from modelpact.store._sql_state import SqlStateRepository
 from modelpact.store._sql_usage import SqlUsageRepository
 from modelpact.store.records import (
     CHARTER_STATUSES,
@@ -46,8 +47,9 @@ __all__ = [
 class SqlPartnerRepository:
     """:class:`~modelpact.store.interfaces.PartnerRepository` over SQL."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, state: SqlStateRepository) -> None:
         self._session = session
+        self._state = state
 
     def add(self, record: PartnerRecord) -> None:
         def duplicate() -> ModelpactError:
@@ -69,6 +71,7 @@ class SqlPartnerRepository:
             ),
             duplicate=duplicate,
         )
+        self._state.bump()
 
     def _find(self, partner_id: str) -> PartnerRecord | None:
         row = self._session.execute(sa.select(partners).where(partners.c.id == partner_id)).first()
@@ -97,6 +100,7 @@ class SqlPartnerRepository:
         )
         if result.rowcount == 0:
             raise NotFound(f"partner {partner_id!r} does not exist")
+        self._state.bump()
 
 
 _VERSION_COLUMNS = [c for c in model_versions.c if c.name != "id"]
@@ -113,8 +117,9 @@ def _version_record(row: sa.Row[Any]) -> ModelVersionRecord:
 class SqlModelRepository:
     """:class:`~modelpact.store.interfaces.ModelRepository` over SQL."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, state: SqlStateRepository) -> None:
         self._session = session
+        self._state = state
 
     def add_version(self, record: ModelVersionRecord, *, serve: bool) -> None:
         dialect_insert = (
@@ -154,6 +159,7 @@ class SqlModelRepository:
                 hint="versions are immutable; register the new artifact under a new version",
             ),
         )
+        self._state.bump()
 
     def get_version(self, model: str, version: str) -> ModelVersionRecord:
         row = self._session.execute(
@@ -207,6 +213,7 @@ class SqlModelRepository:
             .where(models.c.name == model)
             .values(served_version=version, updated_at=at)
         )
+        self._state.bump()
         previous: str | None = row.served_version
         return previous
 
@@ -214,8 +221,9 @@ class SqlModelRepository:
 class SqlCharterRepository:
     """:class:`~modelpact.store.interfaces.CharterRepository` over SQL."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, state: SqlStateRepository) -> None:
         self._session = session
+        self._state = state
 
     def add(self, record: CharterRecord) -> None:
         self._session.write(
@@ -237,6 +245,7 @@ class SqlCharterRepository:
                 "which does not exist"
             ),
         )
+        self._state.bump()
 
     def get(self, charter_id: str, version: int) -> CharterRecord:
         row = self._session.execute(
@@ -277,16 +286,22 @@ class SqlCharterRepository:
         )
         if result.rowcount == 0:
             raise NotFound(f"charter {charter_id!r} has no version {version}")
+        self._state.bump()
 
 
 class SqlUnitOfWork:
-    """:class:`~modelpact.store.interfaces.UnitOfWork`: six repositories on one transaction."""
+    """:class:`~modelpact.store.interfaces.UnitOfWork`: seven repositories on one transaction.
+
+    The partner, model, charter and session repositories bump ``state`` with each write
+    that changes what a request depends on.
+    """
 
     def __init__(self, session: Session) -> None:
         self._session = session
-        self.partners = SqlPartnerRepository(session)
-        self.models = SqlModelRepository(session)
-        self.charters = SqlCharterRepository(session)
+        self.state = SqlStateRepository(session)
+        self.partners = SqlPartnerRepository(session, self.state)
+        self.models = SqlModelRepository(session, self.state)
+        self.charters = SqlCharterRepository(session, self.state)
         self.audit = SqlAuditRepository(session)
-        self.sessions = SqlSessionRepository(session)
+        self.sessions = SqlSessionRepository(session, self.state)
         self.usage = SqlUsageRepository(session)

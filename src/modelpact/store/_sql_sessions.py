@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from modelpact.errors import AlreadyExists, NotFound
 from modelpact.store._schema import session_challenges, sessions
 from modelpact.store._sql_session import Session
+from modelpact.store._sql_state import SqlStateRepository
 from modelpact.store.records import (
     ChallengeRecord,
     SessionRecord,
@@ -27,8 +28,9 @@ __all__ = ["SqlSessionRepository"]
 class SqlSessionRepository:
     """:class:`~modelpact.store.interfaces.SessionRepository` over SQL."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, state: SqlStateRepository) -> None:
         self._session = session
+        self._state = state
 
     # -- challenges ------------------------------------------------------------------------
 
@@ -109,6 +111,8 @@ class SqlSessionRepository:
         )
         if result.rowcount == 0:
             self.get(token_hash)  # NotFound if absent; otherwise it was revoked already
+        else:
+            self._state.bump()
 
     def revoke_partner(self, partner_id: str, at: datetime) -> int:
         require_aware(at, "at")
@@ -117,4 +121,6 @@ class SqlSessionRepository:
             .where(sessions.c.partner_id == partner_id, sessions.c.revoked_at.is_(None))
             .values(revoked_at=at)
         )
+        if result.rowcount:
+            self._state.bump()
         return result.rowcount

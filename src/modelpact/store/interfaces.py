@@ -1,7 +1,7 @@
 """The narrow storage interfaces the rest of modelpact is written against.
 
 A :class:`Store` hands out units of work; a :class:`UnitOfWork` is one
-transaction holding six repositories.  Every method raises only
+transaction holding seven repositories.  Every method raises only
 :mod:`modelpact.errors` types:
 
 - :class:`~modelpact.errors.NotFound` for a row that is not there;
@@ -50,6 +50,7 @@ __all__ = [
     "ModelRepository",
     "PartnerRepository",
     "SessionRepository",
+    "StateRepository",
     "Store",
     "UnitOfWork",
     "UsageRepository",
@@ -306,6 +307,26 @@ class UsageRepository(Protocol):
         ...
 
 
+class StateRepository(Protocol):
+    """A counter that every write to what a request depends on increments.
+
+    Adding a partner or changing its status, adding a charter version or changing
+    its status, adding a model version or changing the served one, and revoking
+    sessions each increment it in their own transaction (adding a session, a
+    challenge, usage or audit rows does not).  A reader that sees the same counter
+    as before may keep what it read then; a change commits with its increment or
+    not at all.
+    """
+
+    def counter(self) -> int:
+        """The counter as this unit of work sees it (one read)."""
+        ...
+
+    def bump(self) -> None:
+        """Increment the counter in this unit of work's transaction."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction: everything done through these repositories commits or none does."""
 
@@ -326,6 +347,9 @@ class UnitOfWork(Protocol):
 
     @property
     def usage(self) -> UsageRepository: ...
+
+    @property
+    def state(self) -> StateRepository: ...
 
 
 class AuditNodeReader(Protocol):
