@@ -491,3 +491,30 @@ def test_changes_made_by_another_process_hold_on_the_very_next_request(
         run(scenario())
     finally:
         owner.close()
+
+
+def test_refused_requests_take_their_slot_of_the_rate_window(ws: Workspace, gateway: Any) -> None:
+    from modelpact.gateway.app import create_app
+
+    CharterDesk(ws).apply(
+        charter_for(ws, "acme", version=2, limits__requests_per_minute=2), source="v2.json"
+    )
+    app = create_app(ws, gateway=gateway)
+
+    async def scenario() -> list[int]:
+        grant = await client(app, ws).open_session()
+        headers = {"Authorization": f"Bearer {grant.token}"}
+        async with raw(app) as http:
+            return [
+                (
+                    await http.post(
+                        f"/v1/models/{name}/predict", json={"rows": ROWS[:1]}, headers=headers
+                    )
+                ).status_code
+                for name in ("no-such-model", "Not A Name", MODEL)
+            ]
+
+    before = len(entries(ws))
+    assert run(scenario()) == [404, 404, 429]  # a flood of refusals is throttled too
+    denied = [e for e in entries(ws)[before:] if isinstance(e, AccessEntry)]
+    assert [e.decision for e in denied] == ["deny", "deny", "deny"]

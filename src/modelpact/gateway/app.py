@@ -209,12 +209,18 @@ class Gateway:
         pipeline reads in a snapshot of its own.
         """
         now = self.workspace.clock()
-        if not _SLUG.fullmatch(model) or (
-            request.version is not None and not _VERSION.fullmatch(request.version)
-        ):
-            # Not a name the registry could hold: refuse without putting it in the log.
-            error = NotFound(f"no model named {quote_untrusted(model[:80])}")
-            model, request = "invalid-name", request.model_copy(update={"version": None})
+        named = _SLUG.fullmatch(model) is not None and (
+            request.version is None or _VERSION.fullmatch(request.version) is not None
+        )
+        # Every authenticated request takes a slot of the rate window first, refused ones
+        # included: a partner cannot fill the audit log with refusals faster than its rate.
+        # A name the registry could not hold is refused without putting it in the log.
+        try:
+            self.meter.check_rate(session, self.sessions.charter(session).limits)
+            if not named:
+                raise NotFound(f"no model named {quote_untrusted(model[:80])}")
+        except ModelpactError as error:
+            reason = error.summary if named else "the model or version name is not a valid name"
             entry = AccessEntry(
                 time=now,
                 actor=session.partner,
@@ -222,10 +228,10 @@ class Gateway:
                 charter=session.charter,
                 purpose=session.purpose,
                 action=Action.PREDICT.value,
-                model=model,
-                version="invalid-name",
+                model=model if named else "invalid-name",
+                version=(request.version or "served") if named else "invalid-name",
                 decision="deny",
-                reasons=("the model or version name is not a valid name",),
+                reasons=(reason[:500],),
                 rows=len(request.rows),
             )
             return _Outcome(entry, error=error)
@@ -252,7 +258,7 @@ class Gateway:
                 )
             base["version"] = version
             policy = self._grant_output(charter, model, version)
-            self.meter.admit(session, charter.limits, len(request.rows))
+            self.meter.count(session, charter.limits, len(request.rows))
             prediction = self.models.predict(
                 model,
                 version,

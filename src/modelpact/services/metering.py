@@ -59,10 +59,18 @@ class Meter:
         A request refused by the rate limit is not counted in the daily usage;
         one refused by the daily quota has used its slot of the rate window.
         """
-        if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
-            raise InvalidInput(f"rows must be a non-negative integer: {rows!r}")
+        self.check_rate(session, limits)
+        self.count(session, limits, rows)
+
+    def check_rate(self, session: ActiveSession, limits: Limits) -> None:
+        """Take one slot of the request-rate window, or raise ``QuotaExhausted``."""
         if limits.requests_per_minute is not None:
             self._check_rate(session, limits.requests_per_minute)
+
+    def count(self, session: ActiveSession, limits: Limits, rows: int) -> None:
+        """Add ``rows`` to the day's durable usage, or raise ``QuotaExhausted``."""
+        if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+            raise InvalidInput(f"rows must be a non-negative integer: {rows!r}")
         self._count(session, limits.daily_quota, rows)
 
     def _check_rate(self, session: ActiveSession, per_minute: int) -> None:
