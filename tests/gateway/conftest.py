@@ -7,19 +7,23 @@ the clock starts at the real time so the SDK's signatures carry a plausible
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import httpx
 import pytest
 import uvicorn
 
+from modelpact.audit.entries import decode_entry
 from modelpact.charter import Charter, to_yaml
+from modelpact.client import AsyncPartnerClient
 from modelpact.crypto import SigningKey
 from modelpact.gateway.app import Gateway, create_app
 from modelpact.services import (
@@ -34,6 +38,39 @@ from tests.factories import make_charter
 KEYS = {"acme": SigningKey.generate(), "globex": SigningKey.generate()}
 MODEL = "fraud-detector"
 N_FEATURES = 30
+
+
+T = TypeVar("T")
+
+
+def run(coro: Awaitable[T]) -> T:
+    """Run one scenario on a fresh event loop."""
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def client(app: Any, ws: Workspace, partner: str = "acme", **kwargs: Any) -> AsyncPartnerClient:
+    """The SDK for ``partner``, talking to ``app`` in process, signing with the test clock."""
+    options: dict[str, Any] = {
+        "partner": partner,
+        "key": KEYS[partner],
+        "charter": f"northwind-{partner}",
+        "purpose": "fraud-screening",
+        "owner_key": ws.owner_verify_key,
+        "transport": httpx.ASGITransport(app=app),
+        "clock": ws.clock,
+    }
+    return AsyncPartnerClient("http://gateway", **(options | kwargs))
+
+
+def raw(app: Any) -> httpx.AsyncClient:
+    """A plain HTTP client on ``app`` in process, for requests the SDK would not send."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway")
+
+
+def entries(ws: Workspace) -> list[Any]:
+    """Every audit entry so far, decoded."""
+    with ws.store.unit_of_work() as uow:
+        return [decode_entry(r.entry) for r in uow.audit.entries(0, uow.audit.size())]
 
 
 @dataclass

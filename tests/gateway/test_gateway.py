@@ -6,16 +6,15 @@ import asyncio
 import base64
 import json
 import ssl
-from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from modelpact.audit.entries import AccessEntry, SessionEntry, decode_entry
+from modelpact.audit.entries import AccessEntry, SessionEntry
 from modelpact.client import AsyncPartnerClient, PartnerClient
 from modelpact.errors import (
     Denied,
@@ -25,36 +24,19 @@ from modelpact.errors import (
 )
 from modelpact.services import CharterDesk, PartnerDirectory, Workspace
 from modelpact.wire import PROBLEM_BASE, Challenge
-from tests.gateway.conftest import KEYS, MODEL, Clock, charter_for, running
+from tests.gateway.conftest import (
+    KEYS,
+    MODEL,
+    Clock,
+    charter_for,
+    client,
+    entries,
+    raw,
+    run,
+    running,
+)
 
-T = TypeVar("T")
 ROWS = load_breast_cancer().data[:5].tolist()
-
-
-def run(coro: Awaitable[T]) -> T:
-    return asyncio.run(coro)  # type: ignore[arg-type]
-
-
-def client(app: Any, ws: Workspace, partner: str = "acme", **kwargs: Any) -> AsyncPartnerClient:
-    options: dict[str, Any] = {
-        "partner": partner,
-        "key": KEYS[partner],
-        "charter": f"northwind-{partner}",
-        "purpose": "fraud-screening",
-        "owner_key": ws.owner_verify_key,
-        "transport": httpx.ASGITransport(app=app),
-        "clock": ws.clock,
-    }
-    return AsyncPartnerClient("http://gateway", **(options | kwargs))
-
-
-def entries(ws: Workspace) -> list[Any]:
-    with ws.store.unit_of_work() as uow:
-        return [decode_entry(r.entry) for r in uow.audit.entries(0, uow.audit.size())]
-
-
-def raw(app: Any) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway")
 
 
 def test_predictions_are_shaped_audited_and_provable(app: Any, ws: Workspace) -> None:

@@ -10,8 +10,8 @@ import pytest
 
 from modelpact.errors import Denied
 from modelpact.services import Workspace
-from tests.gateway.conftest import MODEL
-from tests.gateway.test_gateway import ROWS, client
+from tests.gateway.conftest import MODEL, client
+from tests.gateway.test_gateway import ROWS
 
 
 def scrape(app: Any, host: str) -> httpx.Response:

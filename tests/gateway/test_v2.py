@@ -2,60 +2,41 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
-from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from modelpact.audit.entries import AccessEntry, SessionEntry, decode_entry
-from modelpact.client import AsyncPartnerClient, PartnerClient
+from modelpact.audit.entries import AccessEntry, SessionEntry
+from modelpact.client import PartnerClient
 from modelpact.errors import Denied
 from modelpact.services import CharterDesk, ModelRegistry, Workspace
 from modelpact.wire import PROBLEM_BASE, Receipt
-from tests.gateway.conftest import KEYS, MODEL, N_FEATURES, charter_for, running
+from tests.gateway.conftest import (
+    KEYS,
+    MODEL,
+    N_FEATURES,
+    charter_for,
+    entries,
+    raw,
+    run,
+    running,
+)
+from tests.gateway.conftest import client as sdk
 
-T = TypeVar("T")
 ROWS: list[list[float]] = load_breast_cancer().data[:4].tolist()
 FLAT = [value for row in ROWS for value in row]
 INFER = f"/v2/models/{MODEL}/infer"
 
 
-def run(coro: Awaitable[T]) -> T:
-    return asyncio.run(coro)  # type: ignore[arg-type]
-
-
-def sdk(app: Any, ws: Workspace, partner: str = "acme", **changes: Any) -> AsyncPartnerClient:
-    options: dict[str, Any] = {
-        "partner": partner,
-        "key": KEYS[partner],
-        "charter": f"northwind-{partner}",
-        "purpose": "fraud-screening",
-        "owner_key": ws.owner_verify_key,
-        "transport": httpx.ASGITransport(app=app),
-        "clock": ws.clock,
-    }
-    return AsyncPartnerClient("http://gateway", **(options | changes))
-
-
-def raw(app: Any) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway")
-
-
 async def bearer(app: Any, ws: Workspace, partner: str = "acme") -> dict[str, str]:
     grant = await sdk(app, ws, partner).open_session()
     return {"Authorization": f"Bearer {grant.token}"}
-
-
-def entries(ws: Workspace) -> list[Any]:
-    with ws.store.unit_of_work() as uow:
-        return [decode_entry(r.entry) for r in uow.audit.entries(0, uow.audit.size())]
 
 
 def tensor(data: Any = None, **changes: Any) -> dict[str, Any]:
