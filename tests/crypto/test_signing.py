@@ -6,7 +6,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelpact.crypto import SigningKey, VerifyKey, canonical_digest, canonical_json
@@ -98,8 +98,17 @@ def test_a_key_owned_by_another_user_is_refused(tmp_path: Path) -> None:
         assert SigningKey.load(path).verify_key == KEY.verify_key
 
 
+# Floats around every edge of the fast path: integral values near 2^53, the 1e-4 and
+# 1e16 switches of repr's notation, the 1e-6 and 1e21 ones of RFC 8785's, -0.0.
+_edges = st.sampled_from([2.0**53, 2.0**53 - 1, 1e-4, 9.999e-5, 1e16, 1e21, 1e-6, 1e-7, 5e-324])
+json_floats = (
+    st.floats(allow_nan=True, allow_infinity=True)
+    | st.floats(min_value=-1e4, max_value=1e4)
+    | st.builds(lambda e, s: e * s, _edges, st.sampled_from([1.0, -1.0, 1.5, 0.999]))
+    | st.integers(-(2**60), 2**60).map(float)
+)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.text(),
+    st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.text() | json_floats,
     lambda children: (
         st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
     ),
@@ -107,6 +116,7 @@ json_values = st.recursive(
 )
 
 
+@settings(max_examples=600)
 @given(json_values)
 def test_fast_path_yields_exactly_rfc8785_bytes(value: object) -> None:
     import rfc8785

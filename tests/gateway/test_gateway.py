@@ -9,6 +9,7 @@ import ssl
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import numpy as np
 import pytest
@@ -500,3 +501,102 @@ def test_refused_requests_take_their_slot_of_the_rate_window(ws: Workspace, gate
     assert run(scenario()) == [404, 404, 429]  # a flood of refusals is throttled too
     denied = [e for e in entries(ws)[before:] if isinstance(e, AccessEntry)]
     assert [e.decision for e in denied] == ["deny", "deny", "deny"]
+
+
+def test_without_a_quota_a_cached_request_runs_on_the_event_loop_reading_only_the_counter(
+    ws: Workspace, gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No durable count to make: the pipeline runs inline, the counter its only read, and a
+    change made by another process still holds on the next request."""
+    import sqlalchemy as sa
+
+    import modelpact.gateway.app as gateway_app
+    from modelpact.gateway.app import create_app
+    from modelpact.services import open_workspace
+
+    CharterDesk(ws).apply(
+        charter_for(ws, "acme", version=2, limits__daily_quota=None), source="v2.json"
+    )
+    app = create_app(ws, gateway=gateway)
+    owner = open_workspace(ws.root, clock=ws.clock)
+    statements: list[str] = []
+    counters: list[int] = []
+    hops: list[str] = []
+    read_counter = ws.store.state_counter
+
+    def counted() -> int:
+        counters.append(read_counter())
+        return counters[-1]
+
+    async def no_hop(fn: Any, *args: Any) -> Any:
+        hops.append(getattr(fn, "__name__", repr(fn)))
+        return await anyio.to_thread.run_sync(fn, *args)
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(" ".join(statement.split()))
+
+    async def scenario() -> None:
+        async with client(app, ws) as sdk, raw(app) as http:
+            await sdk.predict(MODEL, ROWS[:1])  # fills the cache and loads the model
+            headers = {"Authorization": f"Bearer {sdk.session.token}"}  # type: ignore[union-attr]
+
+            async def post() -> httpx.Response:
+                return await http.post(
+                    f"/v1/models/{MODEL}/predict", json={"rows": ROWS[:1]}, headers=headers
+                )
+
+            monkeypatch.setattr(ws.store, "state_counter", counted)
+            monkeypatch.setattr(gateway_app, "_thread", no_hop)
+            engine = ws.store._engine  # type: ignore[attr-defined]
+            sa.event.listen(engine, "before_cursor_execute", record)
+            try:
+                assert (await post()).status_code == 200
+                assert statements == [] and hops == [] and len(counters) == 1
+                PartnerDirectory(owner).change_status("acme", "suspend")
+                assert (await post()).status_code == 403  # read for real: the counter moved
+                assert hops == ["predict_with_token"]
+                PartnerDirectory(owner).change_status("acme", "resume")
+                assert (await post()).status_code == 200
+                assert (await post()).status_code == 200
+                assert hops == ["predict_with_token"] * 2  # the second from the cache again
+            finally:
+                sa.event.remove(engine, "before_cursor_execute", record)
+
+    try:
+        run(scenario())
+    finally:
+        owner.close()
+
+
+def test_a_cache_miss_after_the_rate_slot_does_not_take_a_second_one(
+    ws: Workspace, gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelpact.gateway.app import create_app
+    from modelpact.services.state_cache import CacheMiss
+
+    CharterDesk(ws).apply(
+        charter_for(ws, "acme", version=2, limits__daily_quota=None, limits__requests_per_minute=2),
+        source="v2.json",
+    )
+    app = create_app(ws, gateway=gateway)
+    engine = gateway.decider.engine
+    asked: list[object] = []
+
+    def flaky(uow: Any = None) -> Any:
+        # The inline path asks twice (look-up, then decision); the second one misses,
+        # as if the cache had been dropped in between.
+        asked.append(uow)
+        if type(uow).__name__ == "_CachedOnly" and asked.count(uow) == 2:
+            raise CacheMiss("dropped")
+        return engine(uow)
+
+    async def scenario() -> None:
+        async with client(app, ws) as sdk:
+            await sdk.predict(MODEL, ROWS[:1])  # fills the cache: one slot
+            monkeypatch.setattr(gateway.decider, "engine", flaky)
+            await sdk.predict(MODEL, ROWS[:1])  # inline, then the thread path: one slot
+            assert sum(type(u).__name__ == "_CachedOnly" for u in asked) == 2
+            with pytest.raises(QuotaExhausted):
+                await sdk.predict(MODEL, ROWS[:1])
+
+    run(scenario())

@@ -202,3 +202,48 @@ def test_sub_second_window_edges_are_exact() -> None:
 def test_a_request_without_a_time_zone_is_refused() -> None:
     with pytest.raises(InvalidInput):
         replace(GOOD, at=datetime(2026, 3, 1, 12))
+
+
+def test_every_time_a_compiled_policy_reads_is_among_its_instants() -> None:
+    import re
+
+    compiled = compile_charter(make_charter())
+    read = {int(t) for t in re.findall(r"context\.now\s*(?:<|>=)\s*(-?\d+)", compiled.text)}
+    assert compiled.text.count("context.now") == len(re.findall(r"context\.now", compiled.text))
+    assert read == set(compiled.instants)
+    assert compiled.text.count("context.now") == len(
+        re.findall(r"context\.now\s*(?:<|>=)\s*-?\d+", compiled.text)
+    )  # no other use of the time, which the kept decisions rely on
+
+
+_near_edges = st.sampled_from([FROM, UNTIL]).flatmap(
+    lambda edge: st.integers(-3, 3).map(lambda us: edge + timedelta(microseconds=us))
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    asks=st.lists(
+        st.tuples(
+            st.sampled_from(["acme", "globex"]),
+            st.sampled_from(["fraud-screening", "marketing"]),
+            st.sampled_from(list(Action)),
+            st.sampled_from(["1.4.2", "2.0.0"]),
+            st.sampled_from(["active", "suspended"]),
+            _near_edges | instants,
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_kept_decisions_are_cedars_answers(
+    asks: list[tuple[str, str, Action, str, str, datetime]],
+) -> None:
+    engine = PolicyEngine([compile_charter(make_charter())])
+    for partner, purpose, action, version, status, at in asks:
+        request = replace(
+            GOOD, partner=partner, purpose=purpose, action=action, version=version, at=at
+        )
+        assert engine.decide(request, partner_status=status) == engine.evaluate(
+            request, partner_status=status
+        )

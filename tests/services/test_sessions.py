@@ -14,6 +14,7 @@ from modelpact.crypto import SigningKey
 from modelpact.errors import Denied, Expired, InvalidInput, Unauthenticated
 from modelpact.services import CharterDesk, ModelRegistry, PartnerDirectory, Workspace
 from modelpact.services.sessions import TOKEN_PREFIX, ActiveSession, SessionDesk, token_id
+from modelpact.store import CharterRecord
 from modelpact.store._schema import session_challenges
 from modelpact.store._schema import sessions as sessions_table
 from modelpact.store.sql import create_store_engine
@@ -367,14 +368,14 @@ def test_parsed_charters_are_cached_by_version_and_digest(
     desk: SessionDesk, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     grant = open_session(desk, clock)  # parses v1 once
-    reads: list[tuple[str, int | None]] = []
-    original = CharterDesk.get
+    reads: list[tuple[str, int]] = []  # charters parsed and verified
+    original = CharterDesk.trusted
 
-    def counting(self: CharterDesk, charter_id: str, version: int | None = None) -> object:
-        reads.append((charter_id, version))
-        return original(self, charter_id, version)
+    def counting(self: CharterDesk, record: CharterRecord) -> object:
+        reads.append((record.charter_id, record.version))
+        return original(self, record)
 
-    monkeypatch.setattr(CharterDesk, "get", counting)
+    monkeypatch.setattr(CharterDesk, "trusted", counting)
     sessions = [desk.authenticate(grant.token) for _ in range(5)]
     assert desk.charter(sessions[0]) is desk.charter(sessions[-1])
     assert reads == []

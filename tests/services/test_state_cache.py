@@ -242,3 +242,40 @@ def test_the_cache_does_not_keep_units_of_work_alive(parts: Parts) -> None:
     del uow
     gc.collect()
     assert gone() is None
+
+
+def test_an_older_unit_of_work_does_not_replace_what_a_newer_counter_keeps(
+    parts: Parts, other: Workspace
+) -> None:
+    with parts.uow() as old:
+        parts.cache.view(old)  # pins its snapshot at the first counter
+        PartnerDirectory(other).change_status("acme", "suspend")
+        with parts.uow() as new:
+            parts.cache.view(new).partner("acme")  # kept under the newer counter
+        parts.cache.view(old).partner("acme")
+    counter = parts.ws.store.state_counter()
+    unit = parts.cache.cached_only(counter)
+    assert parts.cache.view(unit).partner("acme").status == "suspended"
+
+
+def test_a_cached_only_unit_answers_from_the_cache_and_misses_everything_else(
+    parts: Parts, other: Workspace, clock: FixedClock
+) -> None:
+    from modelpact.services.state_cache import CacheMiss
+
+    token = open_session(parts.desk, clock).token
+    counter = parts.ws.store.state_counter()
+    with pytest.raises(CacheMiss):  # nothing read yet at this counter
+        parts.desk.authenticate(token, parts.cache.cached_only(counter))
+    assert parts.request(token) == ("1.0.0", True)  # a real unit of work fills the cache
+    unit = parts.cache.cached_only(parts.ws.store.state_counter())
+    assert parts.desk.authenticate(token, unit).partner == "acme"
+    assert parts.server.resolve(MODEL, None, unit) == "1.0.0"
+    with pytest.raises(CacheMiss):  # a version never asked for
+        parts.server.resolve(MODEL, "1.1.0", unit)
+    with pytest.raises(CacheMiss):  # a write
+        unit.state.bump()
+    PartnerDirectory(other).change_status("acme", "suspend")
+    moved = parts.cache.cached_only(parts.ws.store.state_counter())
+    with pytest.raises(CacheMiss):  # the counter moved: nothing is kept for it yet
+        parts.desk.authenticate(token, moved)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -160,10 +161,39 @@ def test_bumps_from_two_stores_on_one_database_all_count(seeded: SqlStore, store
     other = open_store(store_url)
     try:
         before = counter(seeded)
+        assert seeded.state_counter() == before  # keeps its connection from here on
         with other.unit_of_work() as work:
             work.partners.set_status("acme", "suspended", T0)
+        assert seeded.state_counter() == before + 1  # another process's write, seen at once
         with seeded.unit_of_work() as work:
             work.partners.set_status("acme", "active", T0)
         assert counter(seeded) == counter(other) == before + 2
+        assert seeded.state_counter() == other.state_counter() == before + 2
     finally:
         other.close()
+
+
+def test_the_counter_read_on_its_own_follows_every_write(seeded: SqlStore) -> None:
+    seen = [seeded.state_counter()]
+    for write in WRITES.values():
+        # A write an earlier one made redundant is refused; the counter must not move then.
+        with contextlib.suppress(AlreadyExists, NotFound), seeded.unit_of_work() as work:
+            write(work)
+        seen.append(seeded.state_counter())
+        assert seen[-1] == counter(seeded)
+    assert seen == sorted(seen) and seen[-1] > seen[0]
+
+
+def test_the_counter_read_on_its_own_fails_closed(store: SqlStore) -> None:
+    from sqlalchemy import text
+
+    from modelpact.errors import StorageUnavailable
+
+    assert store.state_counter() == 0
+    with store._engine.begin() as connection:  # a database changed behind modelpact's back
+        connection.execute(text("DELETE FROM state_changes"))
+    with pytest.raises(StorageUnavailable, match="no state_changes row"):
+        store.state_counter()
+    store.close()
+    with pytest.raises(StorageUnavailable, match="closed"):
+        store.state_counter()

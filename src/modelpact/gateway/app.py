@@ -6,9 +6,13 @@ prediction and a receipt.  Every outcome, allowed or not, becomes exactly one
 audit entry before the response leaves; when the entry cannot be made durable
 the request fails with 503 and nothing is returned (fail closed).
 
-The blocking steps (database, onnxruntime) run together in one worker thread
-per request; the audit append is awaited on the event loop, so a batch of
-concurrent requests shares one durable commit and one wake-up.
+When everything a prediction reads is in the state cache and the store is
+embedded (SQLite), the pipeline runs on the event loop itself: one read of the
+store's change counter, then nothing but memory and the model (see
+:meth:`Gateway.predict_cached`).  Otherwise its blocking steps (database,
+loading a model) run together in one worker thread.  Either way the audit append
+is awaited on the event loop, so a batch of concurrent requests shares one
+durable commit and one wake-up.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from modelpact.errors import (
     InvalidInput,
     ModelpactError,
     NotFound,
+    StorageUnavailable,
     Unauthenticated,
     quote_untrusted,
 )
@@ -52,7 +57,7 @@ from modelpact.services.decisions import Decider
 from modelpact.services.metering import Meter
 from modelpact.services.serving import ModelServer
 from modelpact.services.sessions import ActiveSession, SessionDesk, token_id
-from modelpact.services.state_cache import StateCache
+from modelpact.services.state_cache import CacheMiss, StateCache
 from modelpact.services.workspace import Workspace
 from modelpact.store import UnitOfWork
 from modelpact.wire import (
@@ -175,10 +180,67 @@ class Gateway:
             )
         return charter, version, decision
 
-    def predict_with_token(
+    async def predict(
         self, authorization: str | None, model: str, request: PredictRequest
     ) -> _Outcome:
-        """Authenticate and run the pipeline in one worker thread and one read snapshot."""
+        """The whole pipeline but the audit: inline when it can be, else in a worker thread."""
+        store = self.workspace.store
+        charged = False
+        try:
+            # On SQLite one local read, made inline; elsewhere a network round trip, so
+            # in a thread.  Either way the rest may then run on the event loop.
+            counter = (
+                store.state_counter() if store.embedded else await _thread(store.state_counter)
+            )
+        except StorageUnavailable:  # busy or broken: the thread path waits, or says why
+            counter = None
+        if counter is not None:
+            outcome, charged = self.predict_cached(counter, authorization, model, request)
+            if outcome is not None:
+                return outcome
+        return await _thread(self.predict_with_token, authorization, model, request, not charged)
+
+    def predict_cached(
+        self, counter: int, authorization: str | None, model: str, request: PredictRequest
+    ) -> tuple[_Outcome | None, bool]:
+        """The pipeline reading nothing from the store but ``counter``; for the event loop.
+
+        ``counter``: :meth:`~modelpact.store.Store.state_counter`, read just now.
+        Returns ``(None, charged)`` when something it needs is not in memory (a new
+        session, a change since the counter moved, a model not loaded yet, a charter
+        with a daily quota, whose count is a durable write, or any refusal, which the
+        thread path answers and explains); ``charged`` tells whether the request has
+        taken its rate slot already.  Everything is looked up before the slot is taken,
+        so in practice it never has.
+        """
+        unit = self.state.cached_only(counter)
+        try:
+            session = self.sessions.authenticate(_bearer(authorization), unit)
+            charter = self.sessions.kept_charter(session)
+            if charter is None or charter.limits.daily_quota is not None:
+                return None, False
+            version = self.models.resolve(model, request.version, unit)
+            if not self.models.is_loaded(model, version):
+                return None, False
+            self.decider.engine(unit)
+        except (CacheMiss, ModelpactError):
+            return None, False
+        try:
+            return self.predict_blocking(session, model, request, uow=unit), False
+        except CacheMiss:  # something was dropped from the cache since the lookups above
+            return None, True
+
+    def predict_with_token(
+        self,
+        authorization: str | None,
+        model: str,
+        request: PredictRequest,
+        charge_rate: bool = True,
+    ) -> _Outcome:
+        """Authenticate and run the pipeline in one worker thread and one read snapshot.
+
+        ``charge_rate``: False when the request has taken its rate slot already.
+        """
         with self.workspace.store.unit_of_work(read_only=True) as uow:
             try:
                 session = self.sessions.authenticate(_bearer(authorization), uow)
@@ -192,7 +254,7 @@ class Gateway:
                     reasons=(error.summary[:500],),
                 )
                 return _Outcome(entry, error=error)
-            return self.predict_blocking(session, model, request, uow=uow)
+            return self.predict_blocking(session, model, request, uow=uow, charge_rate=charge_rate)
 
     def predict_blocking(
         self,
@@ -201,12 +263,14 @@ class Gateway:
         request: PredictRequest,
         *,
         uow: UnitOfWork | None = None,
+        charge_rate: bool = True,
     ) -> _Outcome:
         """The pipeline after authentication.
 
         ``uow``: the snapshot :meth:`SessionDesk.authenticate` read the session in, whose
         reads the pipeline shares (the partner is then known active); without it the
-        pipeline reads in a snapshot of its own.
+        pipeline reads in a snapshot of its own.  ``charge_rate``: False when the
+        request has taken its rate slot already.
         """
         now = self.workspace.clock()
         named = _SLUG.fullmatch(model) is not None and (
@@ -216,7 +280,8 @@ class Gateway:
         # included: a partner cannot fill the audit log with refusals faster than its rate.
         # A name the registry could not hold is refused without putting it in the log.
         try:
-            self.meter.check_rate(session, self.sessions.charter(session).limits)
+            if charge_rate:
+                self.meter.check_rate(session, self.sessions.charter(session).limits)
             if not named:
                 raise NotFound(f"no model named {quote_untrusted(model[:80])}")
         except ModelpactError as error:
@@ -462,7 +527,7 @@ def create_app(
         body: PredictRequest,
         authorization: Annotated[str | None, Header()] = None,
     ) -> Any:
-        outcome = await _thread(gw.predict_with_token, authorization, model, body)
+        outcome = await gw.predict(authorization, model, body)
         receipt = await gw.audit(outcome.entry)
         if outcome.error is not None:
             return problem_response(outcome.error)

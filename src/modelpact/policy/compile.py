@@ -59,13 +59,19 @@ def _lit(value: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class CompiledCharter:
-    """The Cedar text of one charter version and the sentence behind each policy id."""
+    """The Cedar text of one charter version and the sentence behind each policy id.
+
+    ``instants``: every time (epoch microseconds) the text compares ``context.now``
+    with, each in ``context.now < t`` or ``context.now >= t``; the policies answer
+    the same for every ``now`` between two consecutive instants.
+    """
 
     charter_id: str
     version: int
     partner: str
     text: str
     explanations: dict[str, str]
+    instants: tuple[int, ...] = ()
 
 
 def compile_charter(charter: Charter) -> CompiledCharter:
@@ -90,10 +96,12 @@ def compile_charter(charter: Charter) -> CompiledCharter:
             f"grant {index} of {ref} allows {verbs} on {grant.model} versions {grant.versions}"
         )
 
-    window = f"context.now < {epoch_micros(charter.valid.from_)}"
+    instants = [epoch_micros(charter.valid.from_)]
+    window = f"context.now < {instants[0]}"
     until_text = "with no end"
     if charter.valid.until is not None:
-        window += f" || context.now >= {epoch_micros(charter.valid.until)}"
+        instants.append(epoch_micros(charter.valid.until))
+        window += f" || context.now >= {instants[-1]}"
         until_text = f"until {charter.valid.until.isoformat()}"
     pid = f"{ref}/window"
     parts.append(
@@ -132,6 +140,7 @@ def compile_charter(charter: Charter) -> CompiledCharter:
         partner=charter.partner.id,
         text=text,
         explanations=explanations,
+        instants=tuple(sorted(instants)),
     )
 
 

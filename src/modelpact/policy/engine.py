@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from bisect import bisect_right
 from collections.abc import Iterable
 from typing import Any
 
@@ -31,12 +32,28 @@ class PolicyEngine:
     engine keeps one parsed policy set per charter and evaluates just that one:
     the same answers as the union, at a cost that does not grow with the
     number of charters.
+
+    Decisions are kept too: Cedar's answer is a function of the policy set, the
+    entities and the request, and a charter's policies read the time only to
+    compare it with the instants they were compiled with
+    (:attr:`CompiledCharter.instants`).  So a decision is kept under the request's
+    fields, the partner's status and the index of the interval between instants
+    that the request's time falls in, and reused for any time in that interval.
     """
 
-    __slots__ = ("_charters", "_entity_cache", "_explanations", "_global", "_policies")
+    __slots__ = (
+        "_charters",
+        "_decisions",
+        "_entity_cache",
+        "_explanations",
+        "_global",
+        "_policies",
+    )
 
     #: Parsed entity graphs kept for reuse; parsing them costs about as much as deciding.
     ENTITY_CACHE_SIZE = 4096
+    #: Decisions kept for reuse (each a few hundred bytes); all dropped when full.
+    DECISION_CACHE_SIZE = 16_384
 
     def __init__(self, compiled: Iterable[CompiledCharter] = ()) -> None:
         charters = tuple(compiled)
@@ -50,16 +67,47 @@ class PolicyEngine:
             for c in charters
         }
         self._entity_cache: dict[tuple[str, str, str, str], cedarpy.Entities] = {}
+        self._decisions: dict[tuple[str | int, ...], Decision] = {}
 
     def decide(self, request: AccessRequest, *, partner_status: str) -> Decision:
         """Allow or deny ``request`` for a partner currently in ``partner_status``."""
+        compiled = self._charters.get(request.charter)
+        interval = (
+            0 if compiled is None else bisect_right(compiled.instants, epoch_micros(request.at))
+        )
+        key = (
+            request.partner,
+            request.charter,
+            request.purpose,
+            request.action.value,
+            request.model,
+            request.version,
+            partner_status,
+            interval,
+        )
+        found = self._decisions.get(key)
+        if found is None:
+            found = self._evaluate(request, partner_status)
+            if len(self._decisions) >= self.DECISION_CACHE_SIZE:
+                self._decisions.clear()
+            self._decisions[key] = found
+        return found
+
+    def evaluate(self, request: AccessRequest, *, partner_status: str) -> Decision:
+        """:meth:`decide`, always asking Cedar (the reference the kept decisions are held to)."""
+        return self._evaluate(request, partner_status)
+
+    def _evaluate(self, request: AccessRequest, partner_status: str) -> Decision:
         result = cedarpy.is_authorized(
             self._cedar_request(request),
             self._policies.get(request.charter, self._global),
             self._entities(request, partner_status),
         )
         diagnostics = result.diagnostics
-        ids = tuple(diagnostics.id_annotations_by_reason.get(r, r) for r in diagnostics.reasons)
+        # Sorted: Cedar reports the policies that decided in no fixed order.
+        ids = tuple(
+            sorted(diagnostics.id_annotations_by_reason.get(r, r) for r in diagnostics.reasons)
+        )
         if diagnostics.errors:
             return Decision(False, tuple(f"policy error: {e}" for e in diagnostics.errors), ids)
         reasons = tuple(self._explanations.get(i, i) for i in ids)

@@ -164,9 +164,9 @@ class CharterDesk:
                 if version is None
                 else uow.charters.get(charter_id, version)
             )
-        return record, self._trusted(record)
+        return record, self.trusted(record)
 
-    def _trusted(self, record: CharterRecord) -> Charter:
+    def trusted(self, record: CharterRecord) -> Charter:
         """Re-check a stored charter: a row written behind the owner's back must not count.
 
         Both signatures, this workspace's owner key, the digest, and the row's own
@@ -200,4 +200,4 @@ class CharterDesk:
                 "two versions of one charter are active",
                 hint="the database was changed outside modelpact; restore it from a backup",
             )
-        return [compile_charter(self._trusted(record)) for record in active]
+        return [compile_charter(self.trusted(record)) for record in active]

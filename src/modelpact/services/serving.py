@@ -115,6 +115,11 @@ class ModelServer:
         view.require_version(model, version)  # raises NotFound
         return version
 
+    def is_loaded(self, model: str, version: str) -> bool:
+        """True when ``model`` ``version`` is in memory: :meth:`predict` reads nothing."""
+        with self._lock:
+            return (model, version) in self._loaded
+
     def predictor(self, model: str, version: str) -> Predictor:
         """The loaded :class:`Predictor` of ``model`` ``version``, loading it on first use."""
         return self._entry(model, version).predictor

@@ -42,7 +42,6 @@ from modelpact.errors import (
     InvalidInput,
     NotFound,
     SignatureInvalid,
-    Tampered,
     Unauthenticated,
     quote_untrusted,
 )
@@ -347,18 +346,19 @@ class SessionDesk:
         self._remember(record, charter)
         return charter
 
+    def kept_charter(self, session: ActiveSession) -> Charter | None:
+        """:meth:`charter` if it is in memory (as after :meth:`authenticate`), else None."""
+        cached = self._charters.get((session.charter, session.charter_version))
+        return None if cached is None else cached[1]
+
     def _parsed(self, record: CharterRecord) -> Charter:
         """The verified charter ``record`` holds; parsed and re-verified once per digest."""
         cached = self._charters.get((record.charter_id, record.version))
         if cached is not None and cached[0] == record.digest:
             return cached[1]
-        stored, charter = CharterDesk(self._ws).get(record.charter_id, record.version)
-        if stored.digest != record.digest:
-            raise Tampered(
-                f"charter {record.charter_id}@v{record.version} changed while being read",
-                hint="the database was changed outside modelpact; restore it from a backup",
-            )
-        self._remember(stored, charter)
+        # The record was read in the caller's unit of work; verifying it reads nothing more.
+        charter = CharterDesk(self._ws).trusted(record)
+        self._remember(record, charter)
         return charter
 
     def _remember(self, record: CharterRecord, charter: Charter) -> None:

@@ -13,6 +13,11 @@ long as the counter stays the same::
         view = cache.view(uow)          # one read: the counter
         partner = view.partner("acme")  # read through uow only the first time
 
+An event loop that must not wait on the database asks :meth:`StateCache.cached_only`
+for a unit of work that answers only from what is kept, at a counter read with
+:meth:`~modelpact.store.Store.state_counter`: any question the cache cannot answer
+raises :class:`CacheMiss`, and the caller starts again in a real unit of work.
+
 Only rows are kept, never a judgement about time: session expiry and charter
 validity are checked against the clock on every request by the callers.
 Absence is never kept for sessions (adding one does not move the counter), nor
@@ -26,12 +31,13 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import OrderedDict
+from typing import Any, cast
 
 from modelpact.errors import NotFound
 from modelpact.services.workspace import Workspace
 from modelpact.store import CharterRecord, ModelRecord, PartnerRecord, SessionRecord, UnitOfWork
 
-__all__ = ["StateCache", "StateView", "active_record"]
+__all__ = ["CacheMiss", "StateCache", "StateView", "active_record"]
 
 _MAX_SESSIONS = 65_536
 
@@ -49,6 +55,37 @@ def active_record(uow: UnitOfWork, charter_id: str, partner_id: str) -> CharterR
     if latest.status != "active" or latest.partner_id != partner_id:
         return None
     return latest
+
+
+class CacheMiss(Exception):  # not a ModelpactError: a signal to read for real, never shown
+    """A unit of work from :meth:`StateCache.cached_only` was asked what is not kept."""
+
+
+class _CountOnly:
+    """The change counter read before; nothing else."""
+
+    __slots__ = ("_counter",)
+
+    def __init__(self, counter: int) -> None:
+        self._counter = counter
+
+    def counter(self) -> int:
+        return self._counter
+
+    def bump(self) -> None:
+        raise CacheMiss("a cached-only unit of work cannot write")
+
+
+class _CachedOnly:
+    """A unit of work with no transaction: its counter, and a miss for any other read."""
+
+    __slots__ = ("__weakref__", "state")
+
+    def __init__(self, counter: int) -> None:
+        self.state = _CountOnly(counter)
+
+    def __getattr__(self, name: str) -> Any:
+        raise CacheMiss(f"{name} is not kept in the state cache")
 
 
 class _Snapshot:
@@ -200,7 +237,20 @@ class StateCache:
             counter = uow.state.counter()
             with self._lock:
                 snapshot = self._snapshot
-                if snapshot is None or snapshot.counter != counter:
+                if snapshot is None or snapshot.counter < counter:
                     snapshot = self._snapshot = _Snapshot(counter)
+                elif snapshot.counter > counter:
+                    # A unit of work that began before the latest change: what it reads
+                    # is kept for itself only, never under the newer counter.
+                    snapshot = _Snapshot(counter)
                 self._seen[uow] = snapshot
         return StateView(uow, snapshot)
+
+    def cached_only(self, counter: int) -> UnitOfWork:
+        """A unit of work that sees the store as it stood at ``counter`` and reads nothing.
+
+        ``counter`` must come from :meth:`~modelpact.store.Store.state_counter` just
+        now.  Views through it answer from the rows kept at that counter and raise
+        :class:`CacheMiss` for anything else, and so does every repository of it.
+        """
+        return cast(UnitOfWork, _CachedOnly(counter))

@@ -397,6 +397,19 @@ class Store(Protocol):
         """
         ...
 
+    @property
+    def embedded(self) -> bool:
+        """True when a read is a local call that never waits on a network (SQLite)."""
+        ...
+
+    def state_counter(self) -> int:
+        """The change counter, read on its own, as cheaply as the backend allows.
+
+        Sees every write committed before the call.  Where :attr:`embedded`, it never
+        waits for a lock: it raises :class:`~modelpact.errors.StorageUnavailable` instead.
+        """
+        ...
+
     def close(self) -> None:
         """Release every connection; the store cannot be used afterwards."""
         ...

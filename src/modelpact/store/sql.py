@@ -30,6 +30,7 @@ database with its password hidden.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,7 @@ def _sqlite_on_begin(connection: Connection) -> None:
 
 
 _READ_ONLY = "modelpact.read_only"
+_COUNTER = "SELECT counter FROM state_changes WHERE id = 1"
 
 
 def create_store_engine(url: str | URL) -> Engine:
@@ -167,6 +169,8 @@ class SqlStore:
         self._engine = engine
         self._database = DatabaseErrors(engine.url)
         self._closed = False
+        self._counter_lock = threading.Lock()
+        self._counter_connection: Any = None  # a DBAPI connection kept for state_counter()
 
     @property
     def backend(self) -> str:
@@ -226,6 +230,60 @@ class SqlStore:
             with contextlib.suppress(sa.exc.SQLAlchemyError):
                 connection.close()
 
+    @property
+    def embedded(self) -> bool:
+        """True for SQLite: a read is a local call that never waits on a network."""
+        return self.backend == "sqlite"
+
+    def state_counter(self) -> int:
+        """The change counter (:meth:`StateRepository.counter`), read outside any unit of work.
+
+        One statement on a connection kept for it, in the database's autocommit
+        mode: it sees every write committed before it started.  On SQLite it never
+        waits for a lock (a busy database raises :class:`StorageUnavailable` at once),
+        so a caller on an event loop may make it inline and fall back to a unit of
+        work in a thread when it fails.
+        """
+        if self._closed:
+            raise StorageUnavailable(f"the store {self._database.shown} has been closed")
+        dbapi = self._engine.dialect.loaded_dbapi
+        with self._counter_lock:
+            try:
+                connection = self._counter_connection
+                if connection is None:
+                    connection = self._engine.raw_connection()
+                    if self.embedded:
+                        # Pooled SQLite connections run no transaction between units of
+                        # work (isolation_level None), so this SELECT is its own snapshot.
+                        setup = connection.cursor()
+                        setup.execute("PRAGMA busy_timeout = 0")
+                        setup.close()
+                    self._counter_connection = connection
+                cursor = connection.cursor()
+                try:
+                    cursor.execute(_COUNTER)
+                    row = cursor.fetchone()
+                finally:
+                    cursor.close()
+                if not self.embedded:
+                    connection.rollback()  # end the transaction the driver began
+            except (dbapi.Error, sa.exc.SQLAlchemyError, OSError) as error:
+                self._drop_counter_connection()
+                raise self._database.unavailable(error) from None
+        if row is None:
+            raise StorageUnavailable(
+                "the database has no state_changes row",
+                hint="the database was changed outside modelpact; restore it from a backup",
+            )
+        value: int = row[0]
+        return value
+
+    def _drop_counter_connection(self) -> None:
+        connection, self._counter_connection = self._counter_connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.invalidate()
+
     def audit_appender(self) -> SqlAuditAppender:
         """A dedicated connection for the audit log's group-commit writer (see its module)."""
         if self._closed:
@@ -235,6 +293,8 @@ class SqlStore:
     def close(self) -> None:
         """Release every pooled connection; further units of work are refused."""
         self._closed = True
+        with self._counter_lock:
+            self._drop_counter_connection()
         self._engine.dispose()
 
 
