@@ -37,13 +37,15 @@ def main() -> None:
     parser.add_argument("--witness", type=Path, required=True)
     args = parser.parse_args()
     console = Console(highlight=False)
-    charter = SignedCharter.from_json(args.charter.read_text(), source=str(args.charter)).charter
+    countersigned = SignedCharter.from_json(args.charter.read_text(), source=str(args.charter))
+    charter = countersigned.charter
     key = SigningKey.load(args.key)
     options = {
         "partner": charter.partner.id,
         "key": key,
         "charter": charter.charter,
         "owner_key": charter.owner.verify_key,
+        "countersigned": charter,  # each session is attested before any data goes out
         "witness_path": args.witness,
         "verify": args.ca,
     }
@@ -57,6 +59,22 @@ def main() -> None:
         console.print(
             f"session for {grant.partner} under {grant.charter}@v{grant.charter_version} "
             f"({grant.purpose}), expires {grant.expires_at:%H:%M:%S} UTC"
+        )
+        # The session was attested as it opened (countersigned=): what serves it, signed by
+        # the owner's workspace key for a fresh nonce, checked against this charter.  Again,
+        # to show what it says:
+        attested = sdk.attest(countersigned=charter)
+        console.print(
+            f"attestation ({attested.provider} measurement, not a hardware quote) checked: "
+            f"code {attested.measurement.code[:19]}..., charter {attested.charter.charter}"
+            f"@v{attested.charter.version}, "
+            + ", ".join(f"{m.model} {m.version} {m.artifact[:15]}..." for m in attested.models)
+        )
+        summary.append(
+            (
+                "attestation",
+                f"{attested.provider} measurement: signature, nonce, time, charter hold",
+            )
         )
         for model in ("cancer-screen", "cancer-screen-mlp"):
             predicted: list[int] = []

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 __all__ = [
     "AlreadyExists",
+    "AttestationFailed",
     "AuditUnavailable",
     "CharterInvalid",
     "Denied",
@@ -44,6 +45,7 @@ __all__ = [
     "StorageUnavailable",
     "Tampered",
     "Unauthenticated",
+    "UnsafeDeployment",
     "quote_untrusted",
 ]
 
@@ -143,6 +145,16 @@ class ProofInvalid(Tampered):
     """A Merkle inclusion or consistency proof that does not verify."""
 
 
+class AttestationFailed(Tampered):
+    """An attestation document that does not verify, is stale or for another nonce, or names
+    other serving code, models or charter than the partner expects."""
+
+    default_hint = (
+        "do not send data: ask the model owner what changed, and compare the document's "
+        "measurement with the charter's attestation pins"
+    )
+
+
 class LogInconsistent(Tampered):
     """Checkpoints that cannot both be true: a fork, a rollback or a rewritten history.
 
@@ -160,6 +172,12 @@ class ServerError(ModelpactError):
 
 class InsecureKeyFile(ModelpactError):
     """A private key or secret file that others could read."""
+
+
+class UnsafeDeployment(ModelpactError):
+    """The installation fails a critical ``modelpact doctor`` check; the gateway will not start."""
+
+    default_hint = "run `modelpact doctor` and apply each fix it names"
 
 
 class StorageUnavailable(ModelpactError):

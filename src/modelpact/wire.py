@@ -10,15 +10,19 @@ purpose, the server's one-time ``nonce`` and the partner's clock.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from modelpact.crypto import canonical_json
 
 __all__ = [
+    "ATTESTATION_TYPE",
     "PROBLEM_BASE",
     "SESSION_MESSAGE_TYPE",
+    "AttestationDocument",
+    "AttestedCharter",
+    "AttestedModel",
     "Challenge",
     "ChallengeRequest",
     "CheckpointDocument",
@@ -28,8 +32,12 @@ __all__ = [
     "PredictResponse",
     "Problem",
     "Receipt",
+    "ServingMeasurement",
     "SessionGrant",
     "SessionRequest",
+    "SignedAttestation",
+    "attestation_message",
+    "instant",
     "session_message",
 ]
 
@@ -40,6 +48,12 @@ PROBLEM_BASE = "https://modelpact.dev/problems/"
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 B64 = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_=+/-]+$")]
 
+
+ATTESTATION_TYPE: Final = "modelpact-attestation/v1"
+Digest = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+#: A partner's attestation nonce: base64url, 128 to 768 bits.
+Nonce = Annotated[str, Field(min_length=22, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
+Instant = Annotated[str, Field(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")]
 
 #: A feature: a JSON number (strict: no strings or booleans coerced into numbers).
 Feature = Annotated[float, Field(strict=True)]
@@ -129,6 +143,63 @@ class Problem(_Wire):
     detail: str
     reasons: list[str] | None = None
     retry_after: float | None = None
+
+
+class ServingMeasurement(_Wire):
+    """Digests of the serving code and of its installed dependency set (see
+    :mod:`modelpact.runtime.measurement`)."""
+
+    code: Digest
+    dependencies: Digest
+    python: str = Field(max_length=32)
+
+
+class AttestedCharter(_Wire):
+    charter: Slug
+    version: int = Field(ge=1)
+    digest: Digest
+
+
+class AttestedModel(_Wire):
+    """A model version the session may use: its artifact's digest as verified when the
+    gateway loaded it, and the digest of its signed manifest (the model-signing bundle)."""
+
+    model: Slug
+    version: str = Field(max_length=64)
+    artifact: Digest
+    manifest: Digest
+
+
+class AttestationDocument(_Wire):
+    """What the gateway says it runs, for one partner's nonce.
+
+    ``provider`` names who measured: ``software`` is the gateway measuring itself,
+    signed by the workspace key; it is not a hardware quote.
+    """
+
+    type: Literal["modelpact-attestation/v1"] = ATTESTATION_TYPE
+    provider: Literal["software"] = "software"
+    nonce: Nonce
+    issued_at: Instant
+    measurement: ServingMeasurement
+    charter: AttestedCharter
+    models: tuple[AttestedModel, ...]
+    isolation: dict[str, str] = Field(max_length=16)
+
+
+class SignedAttestation(_Wire):
+    document: AttestationDocument
+    signature: B64 = Field(description="Ed25519 by the workspace key over attestation_message")
+
+
+def attestation_message(document: AttestationDocument) -> bytes:
+    """The exact bytes the workspace key signs: RFC 8785 canonical JSON of the document."""
+    return canonical_json(document.model_dump(mode="json"))
+
+
+def instant(value: datetime) -> str:
+    """``value`` as the wire writes instants: UTC, microseconds, ``Z``."""
+    return _instant(value)
 
 
 def session_message(

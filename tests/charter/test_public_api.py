@@ -18,6 +18,7 @@ def test_public_names() -> None:
             "RULES",
             "SIGNED_CHARTER_FORMAT",
             "Action",
+            "AttestationPins",
             "Charter",
             "CharterReport",
             "Concern",

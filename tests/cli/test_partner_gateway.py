@@ -290,7 +290,11 @@ def test_session_proves_the_setup_and_writes_a_private_profile(
     assert "mpt_" not in profile.read_text()  # no session token is kept
     assert (partner.root / "modelpact-partner.witness").read_text().startswith(ws.log_origin)
     sessions = [e for e in audit(ws) if isinstance(e, SessionEntry)]
-    assert [(e.action, e.decision) for e in sessions] == [("open", "allow"), ("close", "allow")]
+    assert [(e.action, e.decision) for e in sessions] == [
+        ("open", "allow"),
+        ("attest", "allow"),  # checked before anything else was sent
+        ("close", "allow"),
+    ]
 
 
 def test_a_wrong_key_or_purpose_is_refused_before_any_request(
@@ -388,15 +392,22 @@ def test_a_run_stopped_by_the_quota_resumes_without_sending_a_row_twice(
     ):
         pytest.skip("the daily quota renews within minutes: its 429 could be waited out")
     opened(cli, partner)
-    CharterDesk(ws).apply(
-        charter_for(ws, "acme", version=2, limits__daily_quota=100), source="v2.json"
-    )
+    v2 = charter_for(ws, "acme", version=2, limits__daily_quota=100)
+    CharterDesk(ws).apply(v2, source="v2.json")
     rows = write_rows(tmp_path / "rows.csv", ROWS)
     preds = tmp_path / "preds.csv"
 
+    # The profile still holds v1: the session's attestation names v2, so nothing is sent.
+    stale = cli(*partner.predict_args(rows, preds, "--batch", "64"))
+    assert_one_line_error(stale, "northwind-acme@v2", "not the charter this partner countersigned")
+    assert (
+        not state_path(preds).exists()
+        or json.loads(state_path(preds).read_text())["rows_done"] == 0
+    )
+    partner.charter.write_text(v2)  # the partner's copy of the v2 it countersigned
+
     stopped = cli(*partner.predict_args(rows, preds, "--batch", "64"))
     assert_one_line_error(stopped, "daily quota", "64 of 200 rows done", "run the same command")
-    assert "gateway enforces northwind-acme v2; your profile's signed charter is v1" in stopped.out
     assert json.loads(state_path(preds).read_text())["rows_done"] == 64
     assert len(read_output(preds)[1]) == 64
 
@@ -413,13 +424,12 @@ def test_a_run_stopped_by_the_quota_resumes_without_sending_a_row_twice(
     assert_one_line_error(changed, "is not the input the run into", "restore that input")
     rows.write_bytes(original)
 
-    CharterDesk(ws).apply(
-        charter_for(ws, "acme", version=3, limits__daily_quota=10_000), source="v3.json"
-    )
+    v3 = charter_for(ws, "acme", version=3, limits__daily_quota=10_000)
+    CharterDesk(ws).apply(v3, source="v3.json")
+    partner.charter.write_text(v3)
     resumed = cli(*partner.predict_args(rows, preds, "--batch", "64"))
     assert resumed.code == 0, resumed.err
     assert "resumed after row 64" in resumed.out
-    assert "gateway enforces northwind-acme v3" in resumed.out
 
     assert allowed_rows(ws) == [64, 64, 64, 8]  # each row sent and answered once
     denied = [e for e in audit(ws) if isinstance(e, AccessEntry) and e.decision == "deny"]

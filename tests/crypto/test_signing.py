@@ -19,6 +19,11 @@ def test_canonical_json_is_rfc8785() -> None:
     # Key order, whitespace and number forms are fixed by RFC 8785.
     assert canonical_json({"b": 1, "a": [1.0, "é", True]}) == '{"a":[1,"é",true],"b":1}'.encode()
     assert canonical_digest({"a": 1}) == canonical_digest({"a": 1.0})
+    # Edges the fast path must write as RFC 8785 does: DEL and controls in keys, floats.
+    import rfc8785
+
+    for value in ({"\x7f": 1, "\x1f": [0.5, 1e16, 1e-5, -0.0, 2.0**53]}, [1e21, 123.456]):
+        assert canonical_json(value) == rfc8785.dumps(value)
 
 
 @given(st.binary(max_size=256))

@@ -156,7 +156,7 @@ class SessionEntry(_Entry):
     never the token) or what was asked for.
     """
 
-    action: Literal["open", "authenticate", "close"]
+    action: Literal["open", "authenticate", "attest", "close"]
     actor: Name
     charter: Name | None = None
     decision: Literal["allow", "deny"]

@@ -20,6 +20,7 @@ from modelpact.charter.lint import RULES, Concern, LintRule, lint_charter
 from modelpact.charter.model import (
     SLUG_PATTERN,
     Action,
+    AttestationPins,
     Charter,
     ExitTerms,
     ExtractionMonitor,
@@ -50,6 +51,7 @@ __all__ = [
     "SIGNED_CHARTER_FORMAT",
     "SLUG_PATTERN",
     "Action",
+    "AttestationPins",
     "Charter",
     "CharterReport",
     "Concern",

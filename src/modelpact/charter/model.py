@@ -29,6 +29,7 @@ from modelpact.errors import InvalidInput
 __all__ = [
     "SLUG_PATTERN",
     "Action",
+    "AttestationPins",
     "Charter",
     "ExitTerms",
     "ExtractionMonitor",
@@ -56,6 +57,11 @@ VersionPattern = Annotated[
 Duration = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,6}[smhd]$")]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=2000, strip_whitespace=True)]
 Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
+Digest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
+#: ``model@version``, as attestation pins name a model version.
+ModelVersionRef = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}@[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")
+]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 #: The largest integer every JSON reader keeps exactly (RFC 8785 refuses larger ones).
@@ -246,6 +252,19 @@ class ExitTerms(_Strict):
     retention_days: Annotated[int, Field(ge=0, le=3650)] = 30
 
 
+class AttestationPins(_Strict):
+    """What the partner's SDK must find in the gateway's attestation before it sends data.
+
+    ``code`` and ``dependencies``: the serving measurement's digests.  ``models``:
+    ``model@version`` to the artifact's digest; once a model is named here, an
+    attested version of it that is not pinned (a swapped or new version) is refused.
+    """
+
+    code: Digest | None = None
+    dependencies: Digest | None = None
+    models: dict[ModelVersionRef, Digest] = Field(default_factory=dict, max_length=256)
+
+
 class Charter(_Strict):
     """One version of a collaboration agreement between an owner and one partner."""
 
@@ -261,6 +280,7 @@ class Charter(_Strict):
     protections: Protections = Field(default_factory=Protections)
     incident_response: IncidentResponse | None = None
     exit: ExitTerms = Field(default_factory=ExitTerms)
+    attestation: AttestationPins | None = None
 
     @field_validator("purposes")
     @classmethod

@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from modelpact import __version__
-from modelpact.cli import audit, charter, model, partner, policy, serve, workspace
+from modelpact.cli import audit, charter, doctor, model, partner, policy, serve, workspace
 from modelpact.errors import ModelpactError
 
 __all__ = ["app", "main", "run"]
@@ -31,6 +31,7 @@ app = typer.Typer(
 )
 app.command("init")(workspace.init)
 app.command("serve")(serve.serve)
+app.command("doctor")(doctor.doctor)
 app.add_typer(model.app, name="model")
 app.add_typer(partner.app, name="partner")
 app.add_typer(charter.app, name="charter")

@@ -220,6 +220,7 @@ def _client(
         charter=signed.charter.charter,
         purpose=purpose,
         owner_key=signed.charter.owner.verify_key,
+        countersigned=signed.charter,  # every session is attested before data goes out
         log_origin=log_origin,
         witness_path=witness,
         verify=verify,
@@ -501,12 +502,9 @@ def predict(
     resume = "run the same command again to resume"
     with partner.client() as client:
         try:
-            grant = client.open_session()
-            if grant.charter_version != partner.signed.charter.version:
-                console.print(
-                    f"note: the gateway enforces {grant.charter} v{grant.charter_version}; "
-                    f"your profile's signed charter is v{partner.signed.charter.version}"
-                )
+            # Opening attests the session against the profile's countersigned charter: a
+            # gateway enforcing another version is refused before any row is sent.
+            client.open_session()
             sent = _run_batches(
                 client, run, features, model=model, version=version, size=size, notes=notes
             )

@@ -5,12 +5,15 @@ from __future__ import annotations
 import ipaddress
 import ssl
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from modelpact.cli.terminal import open_ws
-from modelpact.errors import InvalidInput
+from modelpact.errors import InvalidInput, UnsafeDeployment
+
+if TYPE_CHECKING:
+    from modelpact.services import Workspace
 
 __all__ = ["serve"]
 
@@ -22,6 +25,24 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _checked(ws: Workspace, *, tls: bool, host: str) -> None:
+    """The doctor's checks: warnings printed, critical problems refuse the start."""
+    from modelpact.services.doctor import critical, diagnose
+
+    hosts = (host,) if host not in ("0.0.0.0", "::") else ("127.0.0.1",)  # noqa: S104
+    findings = diagnose(ws, tls=tls, hosts=hosts)
+    for finding in findings:
+        if finding.severity != "ok":
+            print(f"modelpact: {finding.severity}: {finding.problem}", file=sys.stderr)
+    worst = critical(findings)
+    if worst:
+        more = f" (and {len(worst) - 1} more)" if len(worst) > 1 else ""
+        raise UnsafeDeployment(
+            f"refusing to serve: {worst[0].check}: {worst[0].problem}{more}",
+            hint=f"{worst[0].fix}; `modelpact doctor` lists every problem",
+        )
 
 
 def serve(
@@ -61,11 +82,7 @@ def serve(
             if mtls:
                 options["ssl_ca_certs"] = str(ws.ca_cert_path)
                 options["ssl_cert_reqs"] = ssl.CERT_REQUIRED
-        else:
-            print(
-                "modelpact: warning: serving plain HTTP: session tokens travel unencrypted",
-                file=sys.stderr,
-            )
+        _checked(ws, tls=not plain_http, host=host)
         app = create_app(ws)
         scheme = "http" if plain_http else "https"
         print(f"modelpact gateway on {scheme}://{host}:{port} (Ctrl-C stops)", file=sys.stderr)

@@ -92,13 +92,19 @@ def write_text_atomic(path: Path, text: str) -> None:
 def open_ws(ctx: typer.Context) -> Workspace:
     """The workspace from --workspace, MODELPACT_WORKSPACE, or the current folder."""
     from modelpact.services import open_workspace
+
+    return open_workspace(ws_root(ctx))
+
+
+def ws_root(ctx: typer.Context) -> Path:
+    """The folder :func:`open_ws` opens, not opened yet."""
     from modelpact.services.workspace import CONFIG_NAME
 
     given: str | None = (ctx.find_root().obj or {}).get("workspace")
     if given:
-        return open_workspace(Path(given))
+        return Path(given)
     if Path(CONFIG_NAME).is_file():
-        return open_workspace(Path.cwd())
+        return Path.cwd()
     raise NotFound(
         "no workspace given",
         hint="pass --workspace DIR, set MODELPACT_WORKSPACE, or run inside a workspace",

@@ -4,7 +4,8 @@ Runs with no server installed: it needs httpx, pydantic, ``cryptography`` (throu
 :mod:`modelpact.crypto`) and the log's verifier modules.
 """
 
+from modelpact.client.attestation import check_attestation
 from modelpact.client.partner import AsyncPartnerClient, PartnerClient
 from modelpact.client.protocol import Identity, Prediction
 
-__all__ = ["AsyncPartnerClient", "Identity", "PartnerClient", "Prediction"]
+__all__ = ["AsyncPartnerClient", "Identity", "PartnerClient", "Prediction", "check_attestation"]

@@ -24,7 +24,7 @@ import random
 import ssl
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,8 @@ import httpx
 
 from modelpact.audit.checkpoint import Checkpoint
 from modelpact.audit.witness import Witness
+from modelpact.charter import AttestationPins, Charter
+from modelpact.client.attestation import DEFAULT_MAX_AGE, check_attestation, new_nonce
 from modelpact.client.protocol import (
     Identity,
     Prediction,
@@ -45,6 +47,7 @@ from modelpact.client.protocol import (
 from modelpact.crypto import SigningKey, VerifyKey
 from modelpact.errors import InvalidInput, ModelpactError, ServerError, Unauthenticated
 from modelpact.wire import (
+    AttestationDocument,
     Challenge,
     ChallengeRequest,
     CheckpointDocument,
@@ -54,6 +57,7 @@ from modelpact.wire import (
     PredictResponse,
     Receipt,
     SessionGrant,
+    SignedAttestation,
 )
 
 __all__ = ["AsyncPartnerClient", "PartnerClient", "Prediction"]
@@ -78,6 +82,7 @@ class _Base:
         charter: str,
         purpose: str,
         owner_key: VerifyKey | None = None,
+        countersigned: Charter | None = None,
         log_origin: str | None = None,
         witness_path: Path | None = None,
         verify: ssl.SSLContext | str | Path | bool = True,
@@ -89,10 +94,20 @@ class _Base:
     ) -> None:
         """``verify``: a CA file (the owner's ``tls/ca.pem``), an SSL context, or ``True`` for
         the system's CAs; ``cert``: a client certificate and key for mutual TLS;
-        ``transport``: an httpx transport (tests pass the app in process)."""
+        ``transport``: an httpx transport (tests pass the app in process);
+        ``countersigned``: the charter this partner countersigned — then every session is
+        attested (:meth:`attest`, against it and its pins) as soon as it opens, before any
+        data is sent, and ``owner_key`` defaults to its owner's."""
+        if countersigned is not None:
+            if countersigned.charter != charter:
+                raise InvalidInput(
+                    f"the countersigned charter is {countersigned.charter}, not {charter}"
+                )
+            owner_key = owner_key or countersigned.owner.verify_key
         self._clock = clock or (lambda: datetime.now(UTC))
         self._identity = Identity(partner=partner, key=key, charter=charter, purpose=purpose)
         self._owner = owner_key
+        self._countersigned = countersigned
         self._origin = log_origin
         self._witness_path = witness_path
         self._retries = max(0, retries)
@@ -107,6 +122,33 @@ class _Base:
 
     def _make_http(self, **options: Any) -> Any:
         raise NotImplementedError
+
+    def _attested(
+        self,
+        response: httpx.Response,
+        nonce: str,
+        countersigned: Charter | None,
+        pins: AttestationPins | None,
+        max_age: timedelta,
+    ) -> AttestationDocument:
+        assert self._owner is not None
+        return check_attestation(
+            self._parse(response, SignedAttestation),
+            nonce=nonce,
+            owner_key=self._owner,
+            charter_id=self._identity.charter,
+            now=self._clock(),
+            countersigned=countersigned,
+            pins=pins,
+            max_age=max_age,
+        )
+
+    def _need_owner(self) -> None:
+        if self._owner is None:
+            raise InvalidInput(
+                "checking an attestation needs the owner's public key",
+                hint="pass owner_key= (the charter's owner.key)",
+            )
 
     @property
     def session(self) -> SessionGrant | None:
@@ -190,6 +232,12 @@ class PartnerClient(_Base):
         except httpx.TransportError as exc:
             raise ServerError(f"cannot reach the gateway: {exc}") from None
         self._grant = self._parse(response, SessionGrant)
+        if self._countersigned is not None:
+            try:
+                self._attest_now(self._countersigned, None, DEFAULT_MAX_AGE)
+            except BaseException:
+                self._grant = None  # no data goes out on a session that did not attest
+                raise
         return self._grant
 
     def close_session(self) -> None:
@@ -217,6 +265,33 @@ class PartnerClient(_Base):
                 continue
             return Prediction.from_wire(self._parse(response, PredictResponse))
         raise Unauthenticated("the gateway refused a fresh session")
+
+    def attest(
+        self,
+        *,
+        countersigned: Charter | None = None,
+        pins: AttestationPins | None = None,
+        max_age: timedelta = DEFAULT_MAX_AGE,
+    ) -> AttestationDocument:
+        """Fetch the gateway's attestation for a fresh nonce and check it (see
+        :func:`~modelpact.client.attestation.check_attestation`); call it before sending data.
+
+        Raises :class:`~modelpact.errors.AttestationFailed` on any mismatch.
+        """
+        self._need_owner()
+        if renew_due(self._grant, self._clock()):
+            self.open_session()
+        return self._attest_now(countersigned, pins, max_age)
+
+    def _attest_now(
+        self, countersigned: Charter | None, pins: AttestationPins | None, max_age: timedelta
+    ) -> AttestationDocument:
+        self._need_owner()
+        nonce = new_nonce()
+        response = self._safe(
+            "GET", "/v1/attestation", params={"nonce": nonce}, headers=self._headers()
+        )
+        return self._attested(response, nonce, countersigned, pins, max_age)
 
     def checkpoint(self, *, min_size: int = 0, origin: str | None = None) -> Checkpoint:
         """The log's latest signed checkpoint, verified, and checked by the witness."""
@@ -350,6 +425,12 @@ class AsyncPartnerClient(_Base):
         except httpx.TransportError as exc:
             raise ServerError(f"cannot reach the gateway: {exc}") from None
         self._grant = self._parse(response, SessionGrant)
+        if self._countersigned is not None:
+            try:
+                await self._attest_now(self._countersigned, None, DEFAULT_MAX_AGE)
+            except BaseException:
+                self._grant = None  # no data goes out on a session that did not attest
+                raise
         return self._grant
 
     async def _ensure_session(self, stale: SessionGrant | None = None) -> None:
@@ -387,6 +468,29 @@ class AsyncPartnerClient(_Base):
                 self._pending.append(prediction.receipt)
             return prediction
         raise Unauthenticated("the gateway refused a fresh session")
+
+    async def attest(
+        self,
+        *,
+        countersigned: Charter | None = None,
+        pins: AttestationPins | None = None,
+        max_age: timedelta = DEFAULT_MAX_AGE,
+    ) -> AttestationDocument:
+        """:meth:`PartnerClient.attest`, awaited."""
+        self._need_owner()
+        if renew_due(self._grant, self._clock()):
+            await self._ensure_session()
+        return await self._attest_now(countersigned, pins, max_age)
+
+    async def _attest_now(
+        self, countersigned: Charter | None, pins: AttestationPins | None, max_age: timedelta
+    ) -> AttestationDocument:
+        self._need_owner()
+        nonce = new_nonce()
+        response = await self._safe(
+            "GET", "/v1/attestation", params={"nonce": nonce}, headers=self._headers()
+        )
+        return self._attested(response, nonce, countersigned, pins, max_age)
 
     async def checkpoint(self, *, min_size: int = 0, origin: str | None = None) -> Checkpoint:
         owner, log_origin = self._log_for([]) if origin is None else (self._owner, origin)

@@ -94,7 +94,7 @@ def _fast(value: Any, out: list[str]) -> bool:
                 return False
             if index:
                 out.append(",")
-            out.append(json.dumps(key))
+            out.append(json.dumps(key, ensure_ascii=False))
             out.append(":")
             if not _fast(value[key], out):
                 return False

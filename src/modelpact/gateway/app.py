@@ -23,7 +23,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
@@ -53,6 +53,7 @@ from modelpact.gateway.problems import (
     validation_detail,
 )
 from modelpact.policy import AccessRequest, Decision
+from modelpact.services.attestation import Attestor
 from modelpact.services.decisions import Decider
 from modelpact.services.metering import Meter
 from modelpact.services.serving import ModelServer
@@ -71,6 +72,7 @@ from modelpact.wire import (
     Receipt,
     SessionGrant,
     SessionRequest,
+    SignedAttestation,
 )
 
 __all__ = ["DEFAULT_MAX_BODY", "Gateway", "create_app"]
@@ -113,6 +115,7 @@ class Gateway:
         self.meter = Meter(workspace)
         self.models = ModelServer(workspace, cache=self.state)
         self.decider = Decider(workspace, cache=self.state)
+        self.attestor = Attestor(workspace, sessions=self.sessions, models=self.models)
         self.log = AuditLog(
             workspace.store,
             key=workspace.owner_key(),
@@ -361,6 +364,22 @@ async def _thread(fn: Callable[..., T], *args: Any) -> T:
     return await anyio.to_thread.run_sync(fn, *args)
 
 
+def _session_entry(
+    workspace: Workspace, session: ActiveSession, action: Literal["close", "attest"], *reasons: str
+) -> SessionEntry:
+    """An allowed ``action`` on an authenticated ``session``, for the audit log."""
+    return SessionEntry(
+        time=workspace.clock(),
+        action=action,
+        actor=session.partner,
+        subject=session.token_id,
+        charter=session.charter,
+        purpose=session.purpose,
+        decision="allow",
+        reasons=reasons,
+    )
+
+
 def _bearer(authorization: str | None) -> str:
     if not authorization:
         raise Unauthenticated(
@@ -501,18 +520,29 @@ def create_app(
         session: Session, authorization: Annotated[str | None, Header()] = None
     ) -> Response:
         await _thread(gw.sessions.revoke, _bearer(authorization))
-        await gw.audit(
-            SessionEntry(
-                time=workspace.clock(),
-                action="close",
-                actor=session.partner,
-                subject=session.token_id,
-                charter=session.charter,
-                purpose=session.purpose,
-                decision="allow",
-            )
-        )
+        await gw.audit(_session_entry(workspace, session, "close"))
         return Response(status_code=204)
+
+    # -- attestation ------------------------------------------------------------------------
+
+    @app.get(
+        "/v1/attestation",
+        operation_id="getAttestation",
+        tags=["sessions"],
+        response_model=SignedAttestation,
+    )
+    async def get_attestation(
+        session: Session,
+        nonce: Annotated[str, Query(min_length=22, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")],
+    ) -> SignedAttestation:
+        """What serves this session, signed by the workspace key, for the partner's nonce.
+
+        The built-in provider is a *software* measurement: see docs/attestation.md.
+        """
+        signed = await _thread(gw.attestor.attest, session, nonce)
+        reason = f"attestation {gw.attestor.digest(signed)}"
+        await gw.audit(_session_entry(workspace, session, "attest", reason))
+        return signed
 
     # -- predictions ------------------------------------------------------------------------
 

@@ -67,6 +67,8 @@ class _Loaded:
     predictor: Predictor
     labels: tuple[str | int, ...] | None
     dtype: type[np.floating[Any]]
+    digest: str  # the artifact's, as verified when loaded
+    manifest: str  # sha256 of the signed manifest (the model-signing bundle)
 
 
 class ModelServer:
@@ -119,6 +121,12 @@ class ModelServer:
         """True when ``model`` ``version`` is in memory: :meth:`predict` reads nothing."""
         with self._lock:
             return (model, version) in self._loaded
+
+    def verified_digests(self, model: str, version: str) -> tuple[str, str]:
+        """``(artifact, manifest)`` digests of ``model`` ``version`` as verified when it was
+        loaded (loading it now if it is not)."""
+        entry = self._entry(model, version)
+        return entry.digest, entry.manifest
 
     def predictor(self, model: str, version: str) -> Predictor:
         """The loaded :class:`Predictor` of ``model`` ``version``, loading it on first use."""
@@ -210,7 +218,14 @@ class ModelServer:
         dtype: type[np.floating[Any]] = (
             np.float32 if predictor.summary.inputs[0].elem_type == "float" else np.float64
         )
-        return _Loaded(predictor, _class_labels(data), dtype)
+        bundle = self._registry.get_version(model, version).signature_bundle
+        return _Loaded(
+            predictor,
+            _class_labels(data),
+            dtype,
+            verified.digest,
+            "sha256:" + sha256_hex(bundle),
+        )
 
 
 def _check_name(model: str, version: str | None) -> None:
