@@ -69,6 +69,7 @@ def main() -> None:
             f"code {attested.measurement.code[:19]}..., charter {attested.charter.charter}"
             f"@v{attested.charter.version}, "
             + ", ".join(f"{m.model} {m.version} {m.artifact[:15]}..." for m in attested.models)
+            + f"; models run in: {attested.isolation.get('model_runtime', '?')}"
         )
         summary.append(
             (

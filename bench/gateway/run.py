@@ -243,6 +243,12 @@ def parse_args() -> argparse.Namespace:
         "--client", choices=CLIENTS, default="raw", help="the load generator's HTTP client"
     )
     parser.add_argument("--tls", action="store_true", help="also the secure path over TLS")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="also the secure path with N model worker processes (the gateway decrypts nothing)",
+    )
     parser.add_argument("--mlserver", action="store_true", help="also MLServer (see below)")
     parser.add_argument("--mlserver-workers", type=int, default=1, help="its parallel_workers")
     parser.add_argument(

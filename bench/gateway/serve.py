@@ -3,7 +3,7 @@
 Run by the benchmark, not by hand:
 
     python -m bench.gateway.serve bare --port P --onnx model.onnx
-    python -m bench.gateway.serve secure --port P --workspace DIR [--tls]
+    python -m bench.gateway.serve secure --port P --workspace DIR [--tls] [--workers N]
 
 Both are served by uvicorn with the same settings: 127.0.0.1 only, one worker, log level
 ``warning``, no access log, no ``Server`` header (as ``modelpact serve`` runs, access log
@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--onnx", type=Path, help="bare: the ONNX file to serve")
     parser.add_argument("--workspace", type=Path, help="secure: the workspace to serve")
     parser.add_argument("--tls", action="store_true", help="secure: serve HTTPS")
+    parser.add_argument("--workers", type=int, default=0, help="secure: model worker processes")
     args = parser.parse_args()
     if args.kind == "bare":
         from bench.gateway.bare import create_bare_app
@@ -56,7 +57,12 @@ def main() -> None:
         tls: dict[str, Any] = {}
         if args.tls:
             tls = {"ssl_certfile": str(ws.server_cert_path), "ssl_keyfile": str(ws.server_key_path)}
-        uvicorn.run(create_app(ws), port=args.port, **UVICORN, **tls)
+        pool = None
+        if args.workers:
+            from modelpact.services.model_workers import WorkerPool
+
+            pool = WorkerPool(ws.root, size=args.workers)
+        uvicorn.run(create_app(ws, workers=pool), port=args.port, **UVICORN, **tls)
 
 
 if __name__ == "__main__":

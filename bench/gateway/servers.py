@@ -223,6 +223,21 @@ def servers_for(
         scores=secure_scores,
         session=session,
     )
+    if args.workers:
+        port = free_port()
+        count = str(args.workers)
+        yield Server(
+            key="secure-workers",
+            label=f"modelpact secure path, {count} model worker(s)",
+            command=serve("secure", port, "--workspace", str(workspace), "--workers", count),
+            cwd=REPO,
+            url=f"http://127.0.0.1:{port}",
+            path=predict,
+            body=body,
+            ready=("GET", "/readyz"),
+            scores=secure_scores,
+            session=session,
+        )
     if args.tls:
         port = free_port()
         yield Server(

@@ -36,6 +36,7 @@ __all__ = [
     "InvalidInput",
     "LogInconsistent",
     "ModelRejected",
+    "ModelUnavailable",
     "ModelpactError",
     "NotFound",
     "ProofInvalid",
@@ -172,6 +173,15 @@ class ServerError(ModelpactError):
 
 class InsecureKeyFile(ModelpactError):
     """A private key or secret file that others could read."""
+
+
+class ModelUnavailable(ModelpactError):
+    """The model worker that was running a request crashed, hung or ran out of memory.
+
+    The worker is replaced; the request may be sent again.
+    """
+
+    default_hint = "send the request again; if it keeps failing, tell the model owner"
 
 
 class UnsafeDeployment(ModelpactError):

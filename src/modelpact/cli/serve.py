@@ -58,6 +58,20 @@ def serve(
             "--plain-http", help="No TLS (loopback only, for local experiments): tokens in clear."
         ),
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Model worker processes; they alone hold decrypted weights "
+            "(0: run models in the gateway process itself).",
+        ),
+    ] = 1,
+    worker_memory_mb: Annotated[
+        int, typer.Option(min=64, help="Address-space limit of each model worker, MiB.")
+    ] = 4096,
+    worker_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds a model worker may take per request.")
+    ] = 30.0,
 ) -> None:
     """(Owner) Serve the partner gateway: sessions, predictions, receipts, log proofs."""
     import uvicorn
@@ -83,7 +97,19 @@ def serve(
                 options["ssl_ca_certs"] = str(ws.ca_cert_path)
                 options["ssl_cert_reqs"] = ssl.CERT_REQUIRED
         _checked(ws, tls=not plain_http, host=host)
-        app = create_app(ws)
+        pool = None
+        if workers:
+            from modelpact.services.model_workers import WorkerPool
+
+            pool = WorkerPool(
+                ws.root, size=workers, timeout=worker_timeout, memory_mb=worker_memory_mb
+            )
+        else:
+            print(
+                "modelpact: warning: --workers 0: decrypted models live in the gateway process",
+                file=sys.stderr,
+            )
+        app = create_app(ws, workers=pool)
         scheme = "http" if plain_http else "https"
         print(f"modelpact gateway on {scheme}://{host}:{port} (Ctrl-C stops)", file=sys.stderr)
         uvicorn.run(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
@@ -53,10 +53,12 @@ from modelpact.gateway.problems import (
     validation_detail,
 )
 from modelpact.policy import AccessRequest, Decision
-from modelpact.services.attestation import Attestor
+from modelpact.runtime import ModelSummary
+from modelpact.services.attestation import IN_PROCESS, Attestor
 from modelpact.services.decisions import Decider
 from modelpact.services.metering import Meter
-from modelpact.services.serving import ModelServer
+from modelpact.services.model_workers import WorkerPool
+from modelpact.services.serving import ModelServer, Prediction
 from modelpact.services.sessions import ActiveSession, SessionDesk, token_id
 from modelpact.services.state_cache import CacheMiss, StateCache
 from modelpact.services.workspace import Workspace
@@ -102,11 +104,33 @@ class _Outcome:
     error: ModelpactError | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """An admitted prediction, everything decided but the model's answer."""
+
+    base: dict[str, Any]  # the audit entry's fields so far
+    reasons: tuple[str, ...]
+    model: str
+    version: str
+    rows: list[list[float]]
+    policy: OutputPolicy
+    max_rows: int
+
+
 class Gateway:
     """The gateway's parts over one workspace, and the pipeline that joins them."""
 
-    def __init__(self, workspace: Workspace, *, audience: str | None = None) -> None:
+    def __init__(
+        self,
+        workspace: Workspace,
+        *,
+        audience: str | None = None,
+        workers: WorkerPool | None = None,
+    ) -> None:
+        """``workers``: run models in these worker processes (the gateway process then never
+        decrypts a model); without them, in this process."""
         self.workspace = workspace
+        self.workers = workers
         self.audience = audience or workspace.log_origin.removesuffix("/log") + "/gateway"
         # Partners, charters, models and revocations, kept until the store's change
         # counter moves: a cached request reads that counter and nothing else of them.
@@ -115,7 +139,14 @@ class Gateway:
         self.meter = Meter(workspace)
         self.models = ModelServer(workspace, cache=self.state)
         self.decider = Decider(workspace, cache=self.state)
-        self.attestor = Attestor(workspace, sessions=self.sessions, models=self.models)
+        self.attestor = Attestor(
+            workspace,
+            sessions=self.sessions,
+            models=self.models,
+            isolation=IN_PROCESS if workers is None else workers.settings,
+            # Called from a worker thread: the pool lives on the event loop.
+            digests=None if workers is None else self._from_loop(workers.digests),
+        )
         self.log = AuditLog(
             workspace.store,
             key=workspace.owner_key(),
@@ -130,6 +161,14 @@ class Gateway:
 
     def close(self) -> None:
         self.log.close()
+        if self.workers is not None:
+            self.workers.close()
+
+    async def aclose(self) -> None:
+        """:meth:`close`, stopping the model workers on their event loop."""
+        if self.workers is not None:
+            await self.workers.aclose()
+        await _thread(self.close)
 
     # -- the pipeline, in a worker thread --------------------------------------------------
 
@@ -197,15 +236,42 @@ class Gateway:
             )
         except StorageUnavailable:  # busy or broken: the thread path waits, or says why
             counter = None
+        step: _Outcome | _Plan | None = None
         if counter is not None:
-            outcome, charged = self.predict_cached(counter, authorization, model, request)
-            if outcome is not None:
-                return outcome
-        return await _thread(self.predict_with_token, authorization, model, request, not charged)
+            step, charged = self.predict_cached(counter, authorization, model, request)
+        if step is None:
+            step = await _thread(
+                self.predict_with_token, authorization, model, request, not charged
+            )
+        return step if isinstance(step, _Outcome) else await self.run(step)
+
+    async def run(self, plan: _Plan) -> _Outcome:
+        """The model's part of ``plan``: in a worker process, or in this one."""
+        if self.workers is None:
+            if self.models.is_loaded(plan.model, plan.version):
+                return self.run_here(plan)
+            return await _thread(self.run_here, plan)  # decrypts and loads it first
+        try:
+            prediction = await self.workers.predict(
+                plan.model, plan.version, plan.rows, policy=plan.policy, max_rows=plan.max_rows
+            )
+        except ModelpactError as error:
+            return self._refused(plan.base, error)
+        return self._answered(plan, prediction)
+
+    def run_here(self, plan: _Plan) -> _Outcome:
+        """The model's part of ``plan`` in this process."""
+        try:
+            prediction = self.models.predict(
+                plan.model, plan.version, plan.rows, policy=plan.policy, max_rows=plan.max_rows
+            )
+        except ModelpactError as error:
+            return self._refused(plan.base, error)
+        return self._answered(plan, prediction)
 
     def predict_cached(
         self, counter: int, authorization: str | None, model: str, request: PredictRequest
-    ) -> tuple[_Outcome | None, bool]:
+    ) -> tuple[_Outcome | _Plan | None, bool]:
         """The pipeline reading nothing from the store but ``counter``; for the event loop.
 
         ``counter``: :meth:`~modelpact.store.Store.state_counter`, read just now.
@@ -222,14 +288,12 @@ class Gateway:
             charter = self.sessions.kept_charter(session)
             if charter is None or charter.limits.daily_quota is not None:
                 return None, False
-            version = self.models.resolve(model, request.version, unit)
-            if not self.models.is_loaded(model, version):
-                return None, False
+            self.models.resolve(model, request.version, unit)
             self.decider.engine(unit)
         except (CacheMiss, ModelpactError):
             return None, False
         try:
-            return self.predict_blocking(session, model, request, uow=unit), False
+            return self.plan(session, model, request, uow=unit), False
         except CacheMiss:  # something was dropped from the cache since the lookups above
             return None, True
 
@@ -239,8 +303,8 @@ class Gateway:
         model: str,
         request: PredictRequest,
         charge_rate: bool = True,
-    ) -> _Outcome:
-        """Authenticate and run the pipeline in one worker thread and one read snapshot.
+    ) -> _Outcome | _Plan:
+        """Authenticate and admit in one worker thread and one read snapshot.
 
         ``charge_rate``: False when the request has taken its rate slot already.
         """
@@ -257,9 +321,43 @@ class Gateway:
                     reasons=(error.summary[:500],),
                 )
                 return _Outcome(entry, error=error)
-            return self.predict_blocking(session, model, request, uow=uow, charge_rate=charge_rate)
+            return self.plan(session, model, request, uow=uow, charge_rate=charge_rate)
 
     def predict_blocking(
+        self, session: ActiveSession, model: str, request: PredictRequest
+    ) -> _Outcome:
+        """The pipeline after authentication, from a worker thread (models in the workers,
+        if any, else here)."""
+        step = self.plan(session, model, request)
+        if isinstance(step, _Outcome):
+            return step
+        if self.workers is None:
+            return self.run_here(step)
+        outcome: _Outcome = anyio.from_thread.run(self.run, step)
+        return outcome
+
+    def model_facts(self, model: str, version: str) -> tuple[ModelSummary, str]:
+        """``(summary, input name)`` of a model version, from a worker thread, without
+        decrypting it here when there are workers."""
+        if self.workers is None:
+            predictor = self.models.predictor(model, version)
+            return predictor.summary, predictor.input_names[0]
+        facts: tuple[ModelSummary, str] = anyio.from_thread.run(
+            self.workers.summary, model, version
+        )
+        return facts
+
+    @staticmethod
+    def _from_loop(
+        fn: Callable[[str, str], Coroutine[Any, Any, tuple[str, str]]],
+    ) -> Callable[[str, str], tuple[str, str]]:
+        def call(model: str, version: str) -> tuple[str, str]:
+            result: tuple[str, str] = anyio.from_thread.run(fn, model, version)
+            return result
+
+        return call
+
+    def plan(
         self,
         session: ActiveSession,
         model: str,
@@ -267,8 +365,8 @@ class Gateway:
         *,
         uow: UnitOfWork | None = None,
         charge_rate: bool = True,
-    ) -> _Outcome:
-        """The pipeline after authentication.
+    ) -> _Outcome | _Plan:
+        """The pipeline after authentication up to the model: a refusal, or a plan to run.
 
         ``uow``: the snapshot :meth:`SessionDesk.authenticate` read the session in, whose
         reads the pipeline shares (the partner is then known active); without it the
@@ -327,27 +425,35 @@ class Gateway:
             base["version"] = version
             policy = self._grant_output(charter, model, version)
             self.meter.count(session, charter.limits, len(request.rows))
-            prediction = self.models.predict(
-                model,
-                version,
-                request.rows,
-                policy=policy,
-                max_rows=charter.limits.max_batch_rows,
-            )
         except ModelpactError as error:
-            reasons = getattr(error, "reasons", ()) or (error.summary[:500],)
-            entry = AccessEntry(**base, decision="deny", reasons=tuple(reasons))
-            return _Outcome(entry, error=error)
-        entry = AccessEntry(
-            **base,
-            decision="allow",
+            return self._refused(base, error)
+        return _Plan(
+            base=base,
             reasons=decision.reasons or ("allowed",),
+            model=model,
+            version=version,
+            rows=request.rows,
+            policy=policy,
+            max_rows=charter.limits.max_batch_rows,
+        )
+
+    @staticmethod
+    def _refused(base: dict[str, Any], error: ModelpactError) -> _Outcome:
+        reasons = getattr(error, "reasons", ()) or (error.summary[:500],)
+        entry = AccessEntry(**base, decision="deny", reasons=tuple(reasons))
+        return _Outcome(entry, error=error)
+
+    def _answered(self, plan: _Plan, prediction: Prediction) -> _Outcome:
+        entry = AccessEntry(
+            **plan.base,
+            decision="allow",
+            reasons=plan.reasons,
             input_digest=prediction.input_digest,
             output_digest=prediction.output_digest,
         )
         placeholder = Receipt(index=0, leaf_hash=_b64(b"\0"), log_origin=self.log.origin)
         response = PredictResponse(
-            model=model, version=version, outputs=prediction.outputs, receipt=placeholder
+            model=plan.model, version=plan.version, outputs=prediction.outputs, receipt=placeholder
         )
         return _Outcome(entry, response=response)
 
@@ -423,9 +529,11 @@ def create_app(
     audience: str | None = None,
     max_body: int = DEFAULT_MAX_BODY,
     gateway: Gateway | None = None,
+    workers: WorkerPool | None = None,
 ) -> FastAPI:
-    """The gateway over ``workspace``.  The app owns its :class:`Gateway` unless one is given."""
-    gw = gateway or Gateway(workspace, audience=audience)
+    """The gateway over ``workspace``.  The app owns its :class:`Gateway` unless one is given;
+    ``workers``: run models in these processes (see :class:`Gateway`)."""
+    gw = gateway or Gateway(workspace, audience=audience, workers=workers)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -433,7 +541,7 @@ def create_app(
             yield
         finally:
             if gateway is None:
-                await _thread(gw.close)
+                await gw.aclose()
 
     app = FastAPI(
         title="modelpact gateway",

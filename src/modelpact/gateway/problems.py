@@ -26,6 +26,7 @@ from modelpact.errors import (
     Expired,
     InvalidInput,
     ModelpactError,
+    ModelUnavailable,
     NotFound,
     QuotaExhausted,
     StorageUnavailable,
@@ -59,6 +60,7 @@ _KINDS: tuple[tuple[type[ModelpactError], int, str, str], ...] = (
     (AlreadyExists, 409, "conflict", "Already exists"),
     (InvalidInput, 400, "invalid-input", "Invalid input"),
     (Tampered, 400, "tampered", "Integrity check failed"),
+    (ModelUnavailable, 503, "model-unavailable", "The model worker failed; try again"),
     (AuditUnavailable, 503, "audit-unavailable", "The audit log cannot record requests"),
     (StorageUnavailable, 503, "unavailable", "Storage unavailable"),
 )

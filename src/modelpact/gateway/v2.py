@@ -217,7 +217,7 @@ def _metadata(
             f"the charter does not allow predict on {model} {resolved}",
             reasons=decision.reasons,
         )
-    summary = gw.models.predictor(model, resolved).summary
+    summary, _ = gw.model_facts(model, resolved)
     first = summary.inputs[0]
     width = first.shape[1] if first.shape is not None and len(first.shape) == 2 else None
     _, records = gw.models.registry.show(model)
@@ -299,14 +299,13 @@ def _infer(
         rows = len(features)
         _, resolved, grant = _granted_model(gw, session, model, version)
         if grant is not None:  # without one the pipeline's decision denies, with its reasons
-            predictor = gw.models.predictor(model, resolved)
-            expected = predictor.input_names[0]
+            summary, expected = gw.model_facts(model, resolved)
             if request.inputs[0].name != expected:
                 raise InvalidInput(
                     f"{model} {resolved} has no input {quote_untrusted(request.inputs[0].name)}",
                     hint=f"its input is {quote_untrusted(expected)}",
                 )
-            offered = {spec.name for spec in _output_specs(grant.output, predictor.summary)}
+            offered = {spec.name for spec in _output_specs(grant.output, summary)}
             for wanted in request.outputs or ():
                 if wanted.name not in offered:
                     raise InvalidInput(

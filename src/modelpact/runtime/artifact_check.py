@@ -111,6 +111,27 @@ class ModelSummary:
     op_types: tuple[str, ...]
     producer: str
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelSummary:
+        """The summary :meth:`as_dict` wrote (from a trusted peer: a model worker)."""
+
+        def tensor(info: Mapping[str, Any]) -> TensorInfo:
+            shape = info["shape"]
+            return TensorInfo(
+                str(info["name"]), str(info["elem_type"]), None if shape is None else tuple(shape)
+            )
+
+        return cls(
+            ir_version=int(data["ir_version"]),
+            opsets={str(k): int(v) for k, v in data["opsets"].items()},
+            inputs=tuple(tensor(i) for i in data["inputs"]),
+            outputs=tuple(tensor(o) for o in data["outputs"]),
+            node_count=int(data["node_count"]),
+            size_bytes=int(data["size_bytes"]),
+            op_types=tuple(str(t) for t in data["op_types"]),
+            producer=str(data["producer"]),
+        )
+
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready form, for manifests and API responses."""
         return {

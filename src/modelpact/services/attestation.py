@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from modelpact.crypto import sha256_hex
@@ -88,10 +88,14 @@ class Attestor:
         models: ModelServer,
         provider: AttestationProvider | None = None,
         isolation: Mapping[str, str] = IN_PROCESS,
+        digests: Callable[[str, str], tuple[str, str]] | None = None,
     ) -> None:
+        """``digests``: where a model version's verified digests come from (its model
+        worker); by default ``models`` loads it here."""
         self._ws = workspace
         self._sessions = sessions
         self._models = models
+        self._digests = digests or models.verified_digests
         self._provider = provider or SoftwareProvider()
         self._isolation = dict(isolation)
 
@@ -116,7 +120,7 @@ class Attestor:
             version = self._models.resolve(name, None)
             if not any(g.model == name and g.covers_version(version) for g in charter.grants):
                 continue  # the served version is outside the grant: the session cannot use it
-            artifact, manifest = self._models.verified_digests(name, version)
+            artifact, manifest = self._digests(name, version)
             models.append(
                 AttestedModel(model=name, version=version, artifact=artifact, manifest=manifest)
             )
