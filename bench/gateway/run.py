@@ -195,9 +195,10 @@ def report(servers: list[Server], args: argparse.Namespace, peer_versions: str) 
         p99 = [_ratio(o.p99_ms, b.p99_ms) for o, b in pairs]
         line = f"{other.label} / bare: throughput {_ratios(throughput)}, p99 {_ratios(p99)}"
         invalid = any(r.errors for r in [*other.results, *bare.results])
-        if other.key == "secure" and invalid:
+        judged = other.key in ("secure", "secure-workers")
+        if judged and invalid:
             line += "  [targets: not judged, the run had errors]"
-        elif other.key == "secure":
+        elif judged:
             met_t = statistics.median(throughput) >= TARGET_THROUGHPUT
             met_p = statistics.median(p99) <= TARGET_P99
             line += (
