@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from modelpact.errors import ServerError
 from modelpact.gateway.app import Gateway, create_app
 from modelpact.services import ModelRegistry, Workspace
 from modelpact.services.model_workers import WorkerPool
@@ -106,3 +107,62 @@ def test_a_crashed_worker_costs_one_request_an_audited_503(
     run(scenario())
     refused = [e for e in entries(ws) if e.type == "access" and e.decision == "deny"]
     assert all("model worker" in e.reasons[0] for e in refused)
+
+
+def test_a_swapped_artifact_file_makes_the_worker_and_the_sdk_refuse(
+    ws: Workspace, onnx_model: bytes
+) -> None:
+    import shutil
+
+    from modelpact.errors import Tampered
+
+    ModelRegistry(ws).add(MODEL, onnx_model, version="1.1.0", source="m.onnx")
+    ModelRegistry(ws).rollback(MODEL, to_version="1.0.0")
+    served, other = (
+        next((ws.root / "artifacts").rglob(f"*{version}*/*.enc"), None)
+        or next(p for p in (ws.root / "artifacts").rglob("*.enc") if version in str(p))
+        for version in ("1.0.0", "1.1.0")
+    )
+    os.chmod(served, 0o600)
+    shutil.copyfile(other, served)  # a validly sealed artifact, of another version
+    gateway = Gateway(ws, workers=WorkerPool(ws.root, size=1, timeout=20.0))
+    app = create_app(ws, gateway=gateway)
+
+    async def scenario() -> None:
+        try:
+            async with client(app, ws) as sdk:
+                with pytest.raises(Tampered):
+                    await sdk.attest()
+        finally:
+            await gateway.aclose()
+
+    run(scenario())
+
+
+def test_with_two_workers_one_hung_the_other_keeps_serving(ws: Workspace) -> None:
+    import time
+
+    gateway = Gateway(ws, workers=WorkerPool(ws.root, size=2, timeout=30.0))
+    app = create_app(ws, gateway=gateway)
+    pool = gateway.workers
+    assert pool is not None
+
+    async def scenario() -> None:
+        try:
+            async with client(app, ws) as sdk:
+                await asyncio.gather(*(sdk.predict(MODEL, ROW) for _ in range(4)))
+                hung, _ = pool.pids()
+                os.kill(hung, signal.SIGSTOP)
+                stuck = asyncio.ensure_future(sdk.predict(MODEL, ROW))
+                await asyncio.sleep(0.2)
+                started = time.monotonic()
+                for _ in range(3):  # answered by the other worker, long before the timeout
+                    await sdk.predict(MODEL, ROW)
+                assert time.monotonic() - started < 10
+                os.kill(hung, signal.SIGKILL)
+                with pytest.raises(ServerError, match="model worker exited"):  # its 503
+                    await stuck
+        finally:
+            await gateway.aclose()
+
+    run(scenario())

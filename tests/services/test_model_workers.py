@@ -150,3 +150,39 @@ def test_a_worker_over_its_memory_limit_is_contained(
         assert len(answer.outputs) == len(rows)
 
     run(scenario(), starved, healthy)
+
+
+def hog_model() -> bytes:
+    """A small, valid model whose answer needs 2.4 GB: one Tile of the input, 2e7 times."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    repeats = numpy_helper.from_array(np.array([1, 20_000_000], dtype=np.int64), name="reps")
+    graph = helper.make_graph(
+        [helper.make_node("Tile", ["input", "reps"], ["variable"])],
+        "hog",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 30])],
+        [helper.make_tensor_value_info("variable", TensorProto.FLOAT, [None, None])],
+        initializer=[repeats],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return bytes(model.SerializeToString())
+
+
+def test_a_model_that_allocates_without_bound_is_contained(
+    served: Workspace, rows: list[list[float]]
+) -> None:
+    from modelpact.runtime import PredictionFailed
+
+    ModelRegistry(served).add("hog", hog_model(), version="1.0.0", source="hog.onnx")
+    pool = WorkerPool(served.root, size=1, timeout=60.0, memory_mb=1024)
+    values = OutputPolicy.model_validate({"kind": "scores"})
+
+    async def scenario() -> None:
+        with pytest.raises((ModelUnavailable, PredictionFailed, InvalidInput)):
+            await pool.predict("hog", "1.0.0", rows[:1], policy=values, max_rows=64)
+        answer = await predict(pool, rows)  # the next request is served, by a worker
+        assert len(answer.outputs) == len(rows)
+
+    run(scenario(), pool)

@@ -83,6 +83,7 @@ class WorkerPool:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ids = itertools.count(1)
         self._summaries: dict[tuple[str, str], tuple[ModelSummary, str]] = {}
+        self._spawning: asyncio.Lock | None = None
 
     @property
     def settings(self) -> dict[str, str]:
@@ -201,9 +202,12 @@ class WorkerPool:
         if self._loop is not loop:  # a new event loop (tests run one per scenario)
             self.close()
             self._loop = loop
-        self._workers = [w for w in self._workers if w.failed is None]
-        while len(self._workers) < self._size:
-            self._workers.append(await self._spawn())
+            self._spawning = asyncio.Lock()
+        assert self._spawning is not None
+        async with self._spawning:  # concurrent first requests start `size` workers, not more
+            self._workers = [w for w in self._workers if w.failed is None]
+            while len(self._workers) < self._size:
+                self._workers.append(await self._spawn())
         return min(self._workers, key=lambda w: len(w.pending))
 
     async def _spawn(self) -> _Worker:
