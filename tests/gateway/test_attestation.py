@@ -16,7 +16,7 @@ from modelpact.gateway.app import Gateway, create_app
 from modelpact.runtime.measurement import Measurement, measure_code, measure_dependencies
 from modelpact.services import CharterDesk, ModelRegistry, Workspace
 from modelpact.services.attestation import Attestor
-from tests.gateway.conftest import MODEL, N_FEATURES, charter_for, client, entries, raw, run
+from tests.gateway.conftest import KEYS, MODEL, N_FEATURES, charter_for, client, entries, raw, run
 
 ROW = [[0.5] * N_FEATURES]
 
@@ -62,7 +62,8 @@ def test_the_sdk_attests_then_predicts_and_the_attestation_is_audited(
 
     run(scenario())
     attested = [e for e in entries(ws) if e.type == "session" and e.action == "attest"]
-    assert len(attested) == 1 and attested[0].reasons[0].startswith("attestation sha256:")
+    # Once as the session opened (an SDK with the owner's key attests by default), once asked.
+    assert len(attested) == 2 and attested[0].reasons[0].startswith("attestation sha256:")
 
 
 def test_no_session_no_attestation_and_a_bad_nonce_is_refused(app: Any, ws: Workspace) -> None:
@@ -156,8 +157,19 @@ def test_a_tampered_artifact_makes_the_attestation_fail(ws: Workspace) -> None:
 
 
 def test_attesting_needs_the_owner_key_and_a_session_that_holds(app: Any, ws: Workspace) -> None:
+    from modelpact.client import AsyncPartnerClient
     from modelpact.errors import InvalidInput
     from modelpact.services import PartnerDirectory
+
+    with pytest.raises(InvalidInput, match="owner's public key"):
+        AsyncPartnerClient(
+            "http://gateway",
+            partner="acme",
+            key=KEYS["acme"],
+            charter="c",
+            purpose="p",
+            attest=True,
+        )
 
     async def scenario() -> None:
         async with client(app, ws, owner_key=None) as sdk:

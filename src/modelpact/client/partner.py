@@ -8,7 +8,9 @@ change nothing are retried on a dropped connection or a 503 (challenges,
 checkpoints, proofs); a prediction is never retried, because it may have
 counted against the quota.
 
-With the owner's public key, ``verify_receipts`` fetches a signed checkpoint
+With the owner's public key, every session's attestation is checked as it opens,
+before any data goes out (:mod:`modelpact.client.attestation`; ``countersigned=``
+adds the charter's digest and pins), and ``verify_receipts`` fetches a signed checkpoint
 covering the receipts, has the witness check it is consistent with the last
 one this partner saw (kept in ``witness_path``), and verifies each receipt's
 inclusion proof against it.  ``AsyncPartnerClient.verify_in_background`` does that for
@@ -83,6 +85,7 @@ class _Base:
         purpose: str,
         owner_key: VerifyKey | None = None,
         countersigned: Charter | None = None,
+        attest: bool | None = None,
         log_origin: str | None = None,
         witness_path: Path | None = None,
         verify: ssl.SSLContext | str | Path | bool = True,
@@ -95,9 +98,10 @@ class _Base:
         """``verify``: a CA file (the owner's ``tls/ca.pem``), an SSL context, or ``True`` for
         the system's CAs; ``cert``: a client certificate and key for mutual TLS;
         ``transport``: an httpx transport (tests pass the app in process);
-        ``countersigned``: the charter this partner countersigned — then every session is
-        attested (:meth:`attest`, against it and its pins) as soon as it opens, before any
-        data is sent, and ``owner_key`` defaults to its owner's."""
+        ``countersigned``: the charter this partner countersigned — each session's attestation
+        is then checked against it and its pins, and ``owner_key`` defaults to its owner's;
+        ``attest``: check every session's attestation (:meth:`attest`) as soon as it opens,
+        before any data is sent — the default whenever the owner's key is known."""
         if countersigned is not None:
             if countersigned.charter != charter:
                 raise InvalidInput(
@@ -108,6 +112,12 @@ class _Base:
         self._identity = Identity(partner=partner, key=key, charter=charter, purpose=purpose)
         self._owner = owner_key
         self._countersigned = countersigned
+        self._attest = owner_key is not None if attest is None else attest
+        if self._attest and owner_key is None:
+            raise InvalidInput(
+                "checking attestations needs the owner's public key",
+                hint="pass owner_key= or countersigned=",
+            )
         self._origin = log_origin
         self._witness_path = witness_path
         self._retries = max(0, retries)
@@ -232,7 +242,7 @@ class PartnerClient(_Base):
         except httpx.TransportError as exc:
             raise ServerError(f"cannot reach the gateway: {exc}") from None
         self._grant = self._parse(response, SessionGrant)
-        if self._countersigned is not None:
+        if self._attest:
             try:
                 self._attest_now(self._countersigned, None, DEFAULT_MAX_AGE)
             except BaseException:
@@ -425,7 +435,7 @@ class AsyncPartnerClient(_Base):
         except httpx.TransportError as exc:
             raise ServerError(f"cannot reach the gateway: {exc}") from None
         self._grant = self._parse(response, SessionGrant)
-        if self._countersigned is not None:
+        if self._attest:
             try:
                 await self._attest_now(self._countersigned, None, DEFAULT_MAX_AGE)
             except BaseException:
