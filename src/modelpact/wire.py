@@ -18,6 +18,7 @@ from modelpact.crypto import canonical_json
 
 __all__ = [
     "ATTESTATION_TYPE",
+    "NONCE_PATTERN",
     "PROBLEM_BASE",
     "SESSION_MESSAGE_TYPE",
     "AttestationDocument",
@@ -51,8 +52,9 @@ B64 = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_=
 
 ATTESTATION_TYPE: Final = "modelpact-attestation/v1"
 Digest = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
-#: A partner's attestation nonce: base64url, 128 to 768 bits.
-Nonce = Annotated[str, Field(min_length=22, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
+#: A partner's attestation nonce: 22 to 128 base64url characters (128 to 768 bits).
+NONCE_PATTERN = r"^[A-Za-z0-9_-]{22,128}$"
+Nonce = Annotated[str, Field(pattern=NONCE_PATTERN)]
 Instant = Annotated[str, Field(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")]
 
 #: A feature: a JSON number (strict: no strings or booleans coerced into numbers).

@@ -64,6 +64,7 @@ from modelpact.services.state_cache import CacheMiss, StateCache
 from modelpact.services.workspace import Workspace
 from modelpact.store import UnitOfWork
 from modelpact.wire import (
+    NONCE_PATTERN,
     Challenge,
     ChallengeRequest,
     CheckpointDocument,
@@ -312,15 +313,7 @@ class Gateway:
             try:
                 session = self.sessions.authenticate(_bearer(authorization), uow)
             except (Denied, Expired) as error:  # Unauthenticated included
-                entry = SessionEntry(
-                    time=self.workspace.clock(),
-                    action="authenticate",
-                    actor="unknown",
-                    subject="bearer-token",
-                    decision="deny",
-                    reasons=(error.summary[:500],),
-                )
-                return _Outcome(entry, error=error)
+                return _Outcome(_token_refused(self.workspace, error), error=error)
             return self.plan(session, model, request, uow=uow, charge_rate=charge_rate)
 
     def predict_blocking(
@@ -470,6 +463,18 @@ async def _thread(fn: Callable[..., T], *args: Any) -> T:
     return await anyio.to_thread.run_sync(fn, *args)
 
 
+def _token_refused(workspace: Workspace, error: ModelpactError) -> SessionEntry:
+    """The audit entry of a bearer token refused (who sent it is not known)."""
+    return SessionEntry(
+        time=workspace.clock(),
+        action="authenticate",
+        actor="unknown",
+        subject="bearer-token",
+        decision="deny",
+        reasons=(error.summary[:500],),
+    )
+
+
 def _session_entry(
     workspace: Workspace, session: ActiveSession, action: Literal["close", "attest"], *reasons: str
 ) -> SessionEntry:
@@ -508,15 +513,7 @@ async def current_session(
         request.state.session = session  # so a malformed body can be audited (on_invalid)
         return session
     except (Denied, Expired) as error:  # Unauthenticated included
-        entry = SessionEntry(
-            time=gw.workspace.clock(),
-            action="authenticate",
-            actor="unknown",
-            subject="bearer-token",
-            decision="deny",
-            reasons=(error.summary[:500],),
-        )
-        await gw.audit(entry)
+        await gw.audit(_token_refused(gw.workspace, error))
         raise
 
 
@@ -641,7 +638,7 @@ def create_app(
     )
     async def get_attestation(
         session: Session,
-        nonce: Annotated[str, Query(min_length=22, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")],
+        nonce: Annotated[str, Query(pattern=NONCE_PATTERN)],
     ) -> SignedAttestation:
         """What serves this session, signed by the workspace key, for the partner's nonce.
 

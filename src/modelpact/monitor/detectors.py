@@ -172,6 +172,7 @@ class Coverage:
         self.threshold = threshold
         self.min_queries = min_queries
         self._bitmap = bytearray(buckets // 8)
+        self._set = 0  # bits set in the bitmap, kept as they are set
         self.queries = 0
 
     def _bucket(self, row: Any) -> int:
@@ -182,14 +183,17 @@ class Coverage:
 
     def distinct(self) -> float:
         """The estimated number of distinct cells seen (linear counting)."""
-        empty = self.buckets - sum(bin(byte).count("1") for byte in self._bitmap)
+        empty = self.buckets - self._set
         if empty == 0:
             return float(self.buckets)  # saturated: at least this many
         return -self.buckets * math.log(empty / self.buckets)
 
     def observe(self, row: Any) -> Alarm | None:
         bucket = self._bucket(row)
-        self._bitmap[bucket // 8] |= 1 << (bucket % 8)
+        byte, bit = divmod(bucket, 8)
+        if not self._bitmap[byte] & (1 << bit):
+            self._bitmap[byte] |= 1 << bit
+            self._set += 1
         self.queries += 1
         return self.check()
 
@@ -222,6 +226,7 @@ class Coverage:
         if len(bitmap) != self.buckets // 8 or queries < 0:
             raise InvalidInput("a coverage state of another size")
         self._bitmap, self.queries = bitmap, queries
+        self._set = sum(bin(byte).count("1") for byte in bitmap)
 
 
 class Volume:

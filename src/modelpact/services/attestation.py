@@ -32,6 +32,7 @@ from modelpact.services.serving import ModelServer
 from modelpact.services.sessions import ActiveSession, SessionDesk
 from modelpact.services.workspace import Workspace
 from modelpact.wire import (
+    NONCE_PATTERN,
     AttestationDocument,
     AttestedCharter,
     AttestedModel,
@@ -43,7 +44,7 @@ from modelpact.wire import (
 
 __all__ = ["AttestationProvider", "Attestor", "SoftwareProvider"]
 
-_NONCE = re.compile(r"[A-Za-z0-9_-]{22,128}")
+_NONCE = re.compile(NONCE_PATTERN)
 
 #: What the gateway runs models in, as documents report it (model workers come later).
 IN_PROCESS: Mapping[str, str] = {
