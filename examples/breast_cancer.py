@@ -4,7 +4,8 @@ scikit-learn's bundled breast-cancer data, standardised features, either a
 logistic regression or a small MLP, converted with skl2onnx (zipmap off)
 through modelpact's exporter.  ``--holdout FILE`` writes the held-out quarter
 as CSV (30 feature columns, then the true label) — what the partner scores in
-the demo.
+the demo; ``--reference FILE`` the training rows (for the extraction monitor's
+summary of the training distribution).
 """
 
 from __future__ import annotations
@@ -51,11 +52,21 @@ def write_holdout(path: Path) -> int:
     return len(y_test)
 
 
+def write_reference(path: Path) -> int:
+    x_train, _, _, _ = split()
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([f"f{i}" for i in range(x_train.shape[1])])
+        writer.writerows([repr(v) for v in row] for row in x_train.tolist())
+    return len(x_train)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, required=True, help="where to write the ONNX file")
     parser.add_argument("--kind", choices=["logreg", "mlp"], default="logreg")
     parser.add_argument("--holdout", type=Path, help="also write the held-out rows as CSV")
+    parser.add_argument("--reference", type=Path, help="also write the training rows as CSV")
     args = parser.parse_args()
     model, accuracy = train(args.kind)
     data = export_sklearn(model)
@@ -63,6 +74,8 @@ def main() -> None:
     print(f"{args.kind}: held-out accuracy {accuracy:.3f}; wrote {args.out} ({len(data)} bytes)")
     if args.holdout:
         print(f"wrote {write_holdout(args.holdout)} held-out rows to {args.holdout}")
+    if args.reference:
+        print(f"wrote {write_reference(args.reference)} training rows to {args.reference}")
 
 
 if __name__ == "__main__":

@@ -10,18 +10,23 @@ PY=${PYTHON:-.venv/bin/python}
 WORK=$(mktemp -d -t modelpact-demo-XXXXXX)
 step() { printf '\n== %s\n' "$*"; }
 
-step "Owner trains two models on scikit-learn's breast-cancer data -> ONNX (held-out rows kept)"
-$PY examples/breast_cancer.py --out "$WORK/cancer-screen.onnx" --holdout "$WORK/holdout.csv"
+step "Owner trains models on scikit-learn's breast-cancer and digits data -> ONNX (held-out rows kept)"
+$PY examples/breast_cancer.py --out "$WORK/cancer-screen.onnx" --holdout "$WORK/holdout.csv" \
+  --reference "$WORK/train.csv"
 $PY examples/breast_cancer.py --out "$WORK/cancer-screen-mlp.onnx" --kind mlp
+$PY examples/digits.py --out "$WORK/digits.onnx" --holdout "$WORK/digits-holdout.csv" \
+  --reference "$WORK/digits-train.csv"
 
 step "Owner creates a workspace in $WORK/owner"
 $MP init "$WORK/owner" --name northwind
 export MODELPACT_WORKSPACE="$WORK/owner"
 
-step "Owner registers the model: checked, signed (OpenSSF model-signing), encrypted at rest"
+step "Owner registers the models: checked, signed (OpenSSF model-signing), encrypted at rest;"
+echo "   the training rows' summary goes with each version, for the extraction monitor"
 $MP model add cancer-screen "$WORK/cancer-screen.onnx" --version 1.0.0 \
-  --card examples/cancer-screen.card.yaml
+  --card examples/cancer-screen.card.yaml --reference "$WORK/train.csv"
 $MP model add cancer-screen-mlp "$WORK/cancer-screen-mlp.onnx" --version 1.0.0
+$MP model add digits "$WORK/digits.onnx" --version 1.0.0 --reference "$WORK/digits-train.csv"
 $MP model verify cancer-screen
 
 step "Partner acme makes its key pair (private key stays with acme); owner enrols the public key"
@@ -69,6 +74,15 @@ step "Owner stops the gateway"
 kill -INT "$SERVER"
 wait "$SERVER" || true
 trap - EXIT
+
+step "The extraction monitor raised nothing on acme's natural traffic"
+$MP monitor list
+
+step "Owner red-teams the models as acme's charter lets a partner see them (scratch gateway)"
+$MP redteam --charter northwind-acme-screening --model cancer-screen --data "$WORK/holdout.csv" \
+  --budget 300 --out "$WORK/redteam-cancer-screen"
+$MP redteam --charter northwind-acme-screening --model digits --data "$WORK/digits-holdout.csv" \
+  --attack adaptive --budget 600 --out "$WORK/redteam-digits"
 
 step "Everything above is in the tamper-evident audit log; an auditor checks it offline"
 $MP audit export --out "$WORK/audit.json"

@@ -245,6 +245,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--tls", action="store_true", help="also the secure path over TLS")
     parser.add_argument(
+        "--monitor-off",
+        action="store_true",
+        help="also the secure path (with --workers) whose charter turns the extraction "
+        "monitor off: what the detectors cost",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         default=0,
@@ -286,6 +292,8 @@ def main() -> None:
         key_path = root / "partner.key"
         partner_key.save(key_path)
         build_workspace(root / "workspace", model, partner_key)
+        if args.monitor_off:
+            build_workspace(root / "workspace-unmonitored", model, partner_key, monitored=False)
         session = SessionSpec(
             partner=PARTNER, key_path=str(key_path), charter=CHARTER, purpose=PURPOSE
         )

@@ -238,6 +238,28 @@ def servers_for(
             scores=secure_scores,
             session=session,
         )
+    if args.monitor_off:
+        port = free_port()
+        count = str(args.workers)
+        yield Server(
+            key="secure-unmonitored",
+            label=f"secure path, {count} worker(s), monitor off",
+            command=serve(
+                "secure",
+                port,
+                "--workspace",
+                str(root / "workspace-unmonitored"),
+                "--workers",
+                count,
+            ),
+            cwd=REPO,
+            url=f"http://127.0.0.1:{port}",
+            path=predict,
+            body=body,
+            ready=("GET", "/readyz"),
+            scores=secure_scores,
+            session=session,
+        )
     if args.tls:
         port = free_port()
         yield Server(

@@ -2,9 +2,10 @@
 
 One scikit-learn LogisticRegression fitted on the breast-cancer data set (shipped with
 scikit-learn), exported to ONNX with :func:`modelpact.runtime.export_sklearn`; a workspace on
-SQLite (the embedded default) holding that model, one enrolled partner and one charter signed
-by the owner, countersigned by the partner and applied, with limits that never throttle the
-load (``requests_per_minute`` 1,000,000, no daily quota).
+SQLite (the embedded default) holding that model (with its training rows as the extraction
+monitor's reference), one enrolled partner and one charter signed by the owner, countersigned
+by the partner and applied, with limits that never throttle the load
+(``requests_per_minute`` 1,000,000, no daily quota) and the default extraction monitor.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def fit_model() -> BenchModel:
     )
 
 
-def _charter(owner: str, partner: str, now: Any) -> Charter:
+def _charter(owner: str, partner: str, now: Any, *, monitored: bool) -> Charter:
+    protections = {} if monitored else {"protections": {"extraction_monitor": None}}
     return Charter.model_validate(
         {
             "charter": CHARTER,
@@ -84,18 +86,35 @@ def _charter(owner: str, partner: str, now: Any) -> Charter:
                 "max_batch_rows": MAX_BATCH_ROWS,
                 "session_ttl": "1h",
             },
+            **protections,
         }
     )
 
 
-def build_workspace(root: Path, model: BenchModel, partner_key: SigningKey) -> None:
-    """A workspace in ``root`` (new) with the model, the partner and its charter applied."""
+def build_workspace(
+    root: Path, model: BenchModel, partner_key: SigningKey, *, monitored: bool = True
+) -> None:
+    """A workspace in ``root`` (new) with the model, the partner and its charter applied.
+
+    ``monitored``: the model is registered with its training rows as the reference (every
+    extraction detector runs) and the charter keeps the default extraction monitor; else
+    no reference and ``extraction_monitor: null`` (the monitor sees nothing).
+    """
     with init_workspace(root) as ws:  # SQLite inside the workspace, the embedded default
-        ModelRegistry(ws).add(MODEL, model.onnx, version="1.0.0", source="breast-cancer.onnx")
+        ModelRegistry(ws).add(
+            MODEL,
+            model.onnx,
+            version="1.0.0",
+            source="breast-cancer.onnx",
+            reference=model.features if monitored else None,
+        )
         PartnerDirectory(ws).enrol(PARTNER, partner_key.verify_key.encode())
         desk = CharterDesk(ws)
         charter = _charter(
-            ws.owner_verify_key.encode(), partner_key.verify_key.encode(), ws.clock()
+            ws.owner_verify_key.encode(),
+            partner_key.verify_key.encode(),
+            ws.clock(),
+            monitored=monitored,
         )
         signed = desk.sign(to_yaml(charter), source="bench-charter.yaml")
         desk.apply(signed.countersign(partner_key).to_json(), source="bench-charter.json")

@@ -86,10 +86,16 @@ ENTRIES = st.one_of(
     ),
     st.builds(
         IncidentEntry,
+        charter=NAME,
+        detail=TEXT,
         detector=NAME,
+        model=NAME,
         severity=st.sampled_from(["info", "warning", "critical"]),
-        response=NAME,
-        evidence_digest=st.none() | DIGEST,
+        response=st.sampled_from(["alert", "throttle", "harden", "suspend", "revoke"]),
+        statistic=st.floats(-1e6, 1e6).map(lambda x: format(x, ".6g").replace("inf", "0")),
+        step=COUNT,
+        threshold=st.sampled_from(["0.6", "0.85", "1e-06", "12"]),
+        window=COUNT,
         **COMMON,
     ),
 )

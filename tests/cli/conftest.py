@@ -84,6 +84,20 @@ def onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def digits_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    from modelpact.runtime import export_sklearn
+
+    features, labels = load_digits(return_X_y=True)
+    model = LogisticRegression(max_iter=500).fit(features, labels)
+    path = tmp_path_factory.mktemp("model") / "digits.onnx"
+    path.write_bytes(export_sklearn(model))
+    return path
+
+
 def render_charter(
     path: Path,
     *,
@@ -118,14 +132,21 @@ class Setup:
 
 
 @pytest.fixture
-def setup(cli: Cli, tmp_path: Path, onnx_model: Path, monkeypatch: pytest.MonkeyPatch) -> Setup:
-    """A workspace with models cancer-screen and cancer-screen-mlp 1.0.0 (the demo charter
-    grants both) and partner acme enrolled (no charter yet)."""
+def setup(
+    cli: Cli,
+    tmp_path: Path,
+    onnx_model: Path,
+    digits_model: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Setup:
+    """A workspace with models cancer-screen, cancer-screen-mlp and digits 1.0.0 (the demo
+    charter grants them) and partner acme enrolled (no charter yet)."""
     workspace = tmp_path / "owner"
     assert cli("init", workspace).code == 0
     monkeypatch.setenv("MODELPACT_WORKSPACE", str(workspace))
     assert cli("model", "add", "cancer-screen", onnx_model, "--version", "1.0.0").code == 0
     assert cli("model", "add", "cancer-screen-mlp", onnx_model, "--version", "1.0.0").code == 0
+    assert cli("model", "add", "digits", digits_model, "--version", "1.0.0").code == 0
     keygen = cli("partner", "keygen", "--out", tmp_path / "acme.key")
     assert keygen.code == 0
     partner_key = keygen.out.strip()

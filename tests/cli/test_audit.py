@@ -30,7 +30,7 @@ def test_every_admin_change_is_in_the_log_and_proves(cli: Cli, setup: Setup) -> 
     assert checkpoint.code == 0
     origin = checkpoint.out.splitlines()[0]
     opened = open_checkpoint(checkpoint.out, VerifyKey.decode(setup.owner_key), name=origin)
-    assert opened.size == 4  # workspace.init, model.add twice, partner.add
+    assert opened.size == 5  # workspace.init, model.add three times, partner.add
     for index in range(opened.size):
         proved = cli("audit", "prove", str(index))
         assert proved.code == 0, proved.err
@@ -52,10 +52,10 @@ def test_a_clean_export_verifies_offline_without_a_server(cli: Cli, setup: Setup
     cli("partner", "suspend", "acme")
     cli("partner", "resume", "acme")
     path, document = export(cli, setup)
-    assert len(document["entries"]) == 6  # type: ignore[arg-type]
+    assert len(document["entries"]) == 7  # type: ignore[arg-type]
     checked = partner("audit", "verify", path, "--public-key", setup.owner_key)
     assert checked.returncode == 0, checked.stderr
-    assert "OK — 6 entries" in checked.stdout
+    assert "OK — 7 entries" in checked.stdout
     assert "LEAKED []" in checked.stdout
 
 
@@ -100,7 +100,7 @@ def tampered(setup: Setup, document: dict[str, object], edit: str) -> Path:
         ("drop", "entry at position 1 has index 2: entries are missing or reordered"),
         ("reorder", "entry at position 1 has index 2"),
         ("rehash", "do not match the signed checkpoint of size 4"),
-        ("forge-after", "entries 4 to 4 are not covered by any signed checkpoint"),
+        ("forge-after", "entries 5 to 5 are not covered by any signed checkpoint"),
         ("no-checkpoints", "no valid signed checkpoint"),
     ],
 )

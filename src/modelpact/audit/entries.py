@@ -55,6 +55,8 @@ Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f
 Reason = Annotated[str, Field(min_length=1, max_length=500)]
 #: JSON numbers hold integers exactly up to 2^53; RFC 8785 writes nothing larger.
 Count = Annotated[int, Field(ge=0, le=2**53 - 1)]
+#: A measured number as a decimal string: exact, and written the same by every encoder.
+Measure = Annotated[str, Field(pattern=r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?(e[-+][0-9]+)?$")]
 #: Administrative detail: flat, JSON-scalar values only (ids, digests, counts, flags).
 Scalar = str | Annotated[int, Field(ge=-(2**53) + 1, le=2**53 - 1)] | bool | None
 DetailKey = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
@@ -135,17 +137,29 @@ class ExportEntry(_Entry):
 
 
 class IncidentEntry(_Entry):
-    """A detected anomaly and the response the charter prescribes."""
+    """A monitor's alarm and the response the charter prescribes for it, with the evidence.
+
+    ``actor`` is the partner; ``subject`` what the response applies to
+    (``partner/charter/model``); ``statistic`` and ``threshold`` are decimal strings
+    (exact in any JSON reader); ``window`` how many queries (or days) the statistic
+    covers; ``step`` how far along the charter's escalation ladder this response is.
+    """
 
     actor: Name
+    charter: Name
+    detail: Reason
     detector: Name
-    evidence_digest: Digest | None = None
-    response: Name
+    model: Name
+    response: Literal["alert", "throttle", "harden", "suspend", "revoke"]
     schema_: Literal["incident/v1"] = Field(default="incident/v1", alias="schema")
     severity: Literal["info", "warning", "critical"]
+    statistic: Measure
+    step: Count
     subject: Name
+    threshold: Measure
     time: AwareDatetime
     type: Literal["incident"] = "incident"
+    window: Count
 
 
 class SessionEntry(_Entry):

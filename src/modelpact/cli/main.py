@@ -16,7 +16,18 @@ from typing import Annotated
 import typer
 
 from modelpact import __version__
-from modelpact.cli import audit, charter, doctor, model, partner, policy, serve, workspace
+from modelpact.cli import (
+    audit,
+    charter,
+    doctor,
+    model,
+    monitor,
+    partner,
+    policy,
+    redteam,
+    serve,
+    workspace,
+)
 from modelpact.errors import ModelpactError
 
 __all__ = ["app", "main", "run"]
@@ -32,11 +43,13 @@ app = typer.Typer(
 app.command("init")(workspace.init)
 app.command("serve")(serve.serve)
 app.command("doctor")(doctor.doctor)
+app.command("redteam")(redteam.redteam)
 app.add_typer(model.app, name="model")
 app.add_typer(partner.app, name="partner")
 app.add_typer(charter.app, name="charter")
 app.add_typer(policy.app, name="policy")
 app.add_typer(audit.app, name="audit")
+app.add_typer(monitor.app, name="monitor")
 
 
 def _version(value: bool) -> None:

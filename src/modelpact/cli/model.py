@@ -23,6 +23,13 @@ def add(
     file: Annotated[Path, typer.Argument(help="The ONNX file.")],
     version: Annotated[str, typer.Option(help="Version, e.g. 1.0.0 (immutable).")],
     card: Annotated[Path | None, typer.Option(help="Model card, YAML.")] = None,
+    reference: Annotated[
+        Path | None,
+        typer.Option(
+            help="CSV of training rows (header optional; a 'label' column is left out): "
+            "the extraction monitor measures partners' queries against their summary."
+        ),
+    ] = None,
 ) -> None:
     """Check, sign, encrypt and register one model version; it becomes the served one."""
     from modelpact.errors import quote_untrusted
@@ -31,7 +38,9 @@ def add(
 
     model_card = load_card(read_text(card, what="model card"), source=str(card)) if card else None
     with open_ws(ctx) as ws:
-        done = ModelRegistry(ws).add_file(name, file, version=version, card=model_card)
+        done = ModelRegistry(ws).add_file(
+            name, file, version=version, card=model_card, reference=reference
+        )
     console = out()
     console.print(f"registered {done.model} {done.version} ({done.size} bytes, {done.digest})")
     inputs = ", ".join(
@@ -39,6 +48,11 @@ def add(
     )
     console.print(f"inputs: {inputs}; operators: {', '.join(done.summary.op_types)}")
     console.print("signed (OpenSSF model-signing) and encrypted at rest (AES-256-GCM)")
+    if reference is None:
+        console.print(
+            "no --reference rows: the extraction monitor watches only the volume of this "
+            "version's use (its other detectors measure against training rows)"
+        )
 
 
 @app.command("list")

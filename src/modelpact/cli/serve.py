@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import ssl
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -72,6 +73,13 @@ def serve(
     worker_timeout: Annotated[
         float, typer.Option(min=0.1, help="Seconds a model worker may take per request.")
     ] = 30.0,
+    webhook_ca: Annotated[
+        Path | None,
+        typer.Option(
+            help="CA certificate(s), PEM, that incident webhooks' servers must chain to "
+            "(default: the system's trust store)."
+        ),
+    ] = None,
 ) -> None:
     """(Owner) Serve the partner gateway: sessions, predictions, receipts, log proofs."""
     import uvicorn
@@ -109,7 +117,12 @@ def serve(
                 "modelpact: warning: --workers 0: decrypted models live in the gateway process",
                 file=sys.stderr,
             )
-        app = create_app(ws, workers=pool)
+        from modelpact.services.webhooks import Notifier
+
+        if webhook_ca is not None and not webhook_ca.is_file():
+            raise InvalidInput(f"--webhook-ca {webhook_ca} is not a file")
+        notifier = Notifier(ws.owner_key(), ca=webhook_ca)
+        app = create_app(ws, workers=pool, notifier=notifier)
         scheme = "http" if plain_http else "https"
         print(f"modelpact gateway on {scheme}://{host}:{port} (Ctrl-C stops)", file=sys.stderr)
         uvicorn.run(

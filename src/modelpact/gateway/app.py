@@ -32,7 +32,15 @@ from fastapi.responses import JSONResponse
 
 from modelpact.audit.entries import AccessEntry, AuditEntry, SessionEntry, decode_entry
 from modelpact.audit.log import AuditLog
-from modelpact.charter import SLUG_PATTERN, Action, Charter, OutputPolicy
+from modelpact.charter import (
+    SLUG_PATTERN,
+    Action,
+    Charter,
+    ExtractionMonitor,
+    IncidentResponse,
+    OutputPolicy,
+)
+from modelpact.charter import Response as Step
 from modelpact.errors import (
     Denied,
     Expired,
@@ -58,9 +66,18 @@ from modelpact.services.attestation import IN_PROCESS, Attestor
 from modelpact.services.decisions import Decider
 from modelpact.services.metering import Meter
 from modelpact.services.model_workers import WorkerPool
+from modelpact.services.monitoring import (
+    Monitor,
+    Observation,
+    hardened,
+    in_force,
+    throttled_rate,
+    watched_label,
+)
 from modelpact.services.serving import ModelServer, Prediction
 from modelpact.services.sessions import ActiveSession, SessionDesk, token_id
 from modelpact.services.state_cache import CacheMiss, StateCache
+from modelpact.services.webhooks import Notifier
 from modelpact.services.workspace import Workspace
 from modelpact.store import UnitOfWork
 from modelpact.wire import (
@@ -116,6 +133,9 @@ class _Plan:
     rows: list[list[float]]
     policy: OutputPolicy
     max_rows: int
+    at: datetime
+    watch: ExtractionMonitor | None  # the charter's monitor settings; None: not monitored
+    hook: IncidentResponse | None
 
 
 class Gateway:
@@ -127,11 +147,18 @@ class Gateway:
         *,
         audience: str | None = None,
         workers: WorkerPool | None = None,
+        notifier: Notifier | None = None,
+        monitor: Monitor | None = None,
     ) -> None:
         """``workers``: run models in these worker processes (the gateway process then never
-        decrypts a model); without them, in this process."""
+        decrypts a model); without them, in this process.  ``notifier``: where incident
+        webhooks go (none: not sent).  ``monitor``: the extraction monitor (default: one
+        over the workspace, started here)."""
         self.workspace = workspace
         self.workers = workers
+        self.notifier = notifier
+        self.monitor = monitor or Monitor(workspace, notifier=notifier)
+        self.monitor.start()
         self.audience = audience or workspace.log_origin.removesuffix("/log") + "/gateway"
         # Partners, charters, models and revocations, kept until the store's change
         # counter moves: a cached request reads that counter and nothing else of them.
@@ -161,6 +188,9 @@ class Gateway:
             return uow.audit.size()
 
     def close(self) -> None:
+        self.monitor.close()
+        if self.notifier is not None:
+            self.notifier.close()
         self.log.close()
         if self.workers is not None:
             self.workers.close()
@@ -291,6 +321,7 @@ class Gateway:
                 return None, False
             self.models.resolve(model, request.version, unit)
             self.decider.engine(unit)
+            self.state.view(unit).protection(session.partner, session.charter, model)
         except (CacheMiss, ModelpactError):
             return None, False
         try:
@@ -417,18 +448,39 @@ class Gateway:
                 )
             base["version"] = version
             policy = self._grant_output(charter, model, version)
+            reasons = decision.reasons or ("allowed",)
+            response = self._response_in_force(session, model, uow)
+            if in_force(response, Step.THROTTLE):
+                rate = throttled_rate(charter.limits.requests_per_minute)
+                self.meter.check_throttle(session, model, rate)
+            if in_force(response, Step.HARDEN) and hardened(policy) != policy:
+                policy = hardened(policy)
+                reasons = (*reasons, "output hardened to label only by the extraction monitor")
             self.meter.count(session, charter.limits, len(request.rows))
         except ModelpactError as error:
             return self._refused(base, error)
         return _Plan(
             base=base,
-            reasons=decision.reasons or ("allowed",),
+            reasons=reasons,
             model=model,
             version=version,
             rows=request.rows,
             policy=policy,
             max_rows=charter.limits.max_batch_rows,
+            at=now,
+            watch=charter.protections.extraction_monitor,
+            hook=charter.incident_response,
         )
+
+    def _response_in_force(
+        self, session: ActiveSession, model: str, uow: UnitOfWork | None
+    ) -> str | None:
+        """The extraction monitor's response in force for this partner, charter and model."""
+        if uow is None:
+            with self.workspace.store.unit_of_work(read_only=True) as own:
+                return self._response_in_force(session, model, own)
+        found = self.state.view(uow).protection(session.partner, session.charter, model)
+        return None if found is None else found.response
 
     @staticmethod
     def _refused(base: dict[str, Any], error: ModelpactError) -> _Outcome:
@@ -437,6 +489,26 @@ class Gateway:
         return _Outcome(entry, error=error)
 
     def _answered(self, plan: _Plan, prediction: Prediction) -> _Outcome:
+        if plan.watch is not None:
+            observation = Observation(
+                partner=plan.base["actor"],
+                charter=plan.base["charter"],
+                model=plan.model,
+                version=plan.version,
+                rows=plan.rows,
+                labels=[watched_label(output) for output in prediction.outputs],
+                at=plan.at,
+                settings=plan.watch,
+                incident_response=plan.hook,
+                margins=prediction.margins,
+            )
+            if not self.monitor.submit(observation):  # fail closed: never answer unwatched
+                return self._refused(
+                    plan.base,
+                    StorageUnavailable(
+                        "the extraction monitor is behind", hint="retry in a few seconds"
+                    ),
+                )
         entry = AccessEntry(
             **plan.base,
             decision="allow",
@@ -527,10 +599,12 @@ def create_app(
     max_body: int = DEFAULT_MAX_BODY,
     gateway: Gateway | None = None,
     workers: WorkerPool | None = None,
+    notifier: Notifier | None = None,
 ) -> FastAPI:
     """The gateway over ``workspace``.  The app owns its :class:`Gateway` unless one is given;
-    ``workers``: run models in these processes (see :class:`Gateway`)."""
-    gw = gateway or Gateway(workspace, audience=audience, workers=workers)
+    ``workers``: run models in these processes, ``notifier``: send incident webhooks
+    (see :class:`Gateway`)."""
+    gw = gateway or Gateway(workspace, audience=audience, workers=workers, notifier=notifier)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -31,6 +31,26 @@ def _matrix(rows: Any, width: int | None = None) -> npt.NDArray[np.float64]:
     return array
 
 
+def _optional(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _median_neighbour(standard: npt.NDArray[np.float64], sample: int = 2000) -> float:
+    """The median distance from a row to its nearest other row (over at most ``sample`` rows,
+    in blocks: memory stays small whatever the training set's size)."""
+    rows = standard[np.random.default_rng(0).permutation(len(standard))[:sample]]
+    nearest = np.empty(len(rows))
+    norms = np.einsum("ij,ij->i", rows, rows)
+    for start in range(0, len(rows), 256):
+        block = rows[start : start + 256]
+        gaps = np.maximum(norms[start : start + 256, None] + norms[None, :] - 2 * block @ rows.T, 0)
+        gaps[np.arange(len(block)), np.arange(start, start + len(block))] = np.inf
+        gaps[gaps < 1e-12] = np.inf  # duplicate training rows say nothing of the spacing
+        nearest[start : start + len(block)] = np.sqrt(gaps.min(axis=1))
+    finite = nearest[np.isfinite(nearest)]
+    return float(np.median(finite)) if len(finite) else 1.0
+
+
 @dataclass(frozen=True)
 class TrainingSummary:
     """What the training rows looked like, in a few numbers per feature.
@@ -51,6 +71,10 @@ class TrainingSummary:
     low: npt.NDArray[np.float64]
     high: npt.NDArray[np.float64]
     count: int
+    limit: float  # the training rows' 99.5th-percentile distance: beyond it is an outlier
+    neighbour: float  # the median distance from a training row to its nearest other one
+    prada_delta: float | None = None  # PRADA's threshold, calibrated on natural rows
+    margin_cut: float | None = None  # the training rows' 10th-percentile model margin
 
     @classmethod
     def fit(cls, rows: Any) -> TrainingSummary:
@@ -59,21 +83,50 @@ class TrainingSummary:
             raise InvalidInput("a training summary needs at least two rows")
         mean = data.mean(axis=0)
         spread = data.std(axis=0)
+        # A feature that is almost always the same (a corner pixel) has a tiny spread that
+        # would blow its rare other values up to hundreds of units: no spread below an
+        # eighth of the feature's range (about 0.7 sd for normal data: left alone).
+        spread = np.maximum(spread, (data.max(axis=0) - data.min(axis=0)) / 8)
         std = np.where(spread > 0, spread, 1.0)
         standard = (data - mean) / std
         correlation = np.atleast_2d(np.cov(standard, rowvar=False))
         correlation = correlation + np.eye(correlation.shape[0]) * _RIDGE
         values, vectors = np.linalg.eigh(correlation)
         order = np.argsort(values)[::-1][: min(_COMPONENTS, data.shape[1])]
+        precision = np.linalg.inv(correlation)
+        squared = np.einsum("ij,jk,ik->i", standard, precision, standard)
         return cls(
             mean=mean,
             std=std,
-            precision=np.linalg.inv(correlation),
+            precision=precision,
             components=vectors[:, order].T.copy(),
             spread=np.sqrt(np.maximum(values[order], _RIDGE)),
             low=data.min(axis=0),
             high=data.max(axis=0),
             count=int(data.shape[0]),
+            limit=float(np.quantile(np.sqrt(np.maximum(squared, 0.0)), 0.995)),
+            neighbour=_median_neighbour(standard),
+        )
+
+    @classmethod
+    def identity(cls, width: int) -> TrainingSummary:
+        """A summary that leaves rows as they are: for a model registered without one
+        (only the detectors that need no training data are then meaningful)."""
+        if width < 1:
+            raise InvalidInput("a summary needs at least one feature")
+        kept = min(_COMPONENTS, width)
+        huge = np.full(width, float(np.finfo(np.float64).max))
+        return cls(
+            mean=np.zeros(width),
+            std=np.ones(width),
+            precision=np.eye(width),
+            components=np.eye(width)[:kept].copy(),
+            spread=np.ones(kept),
+            low=-huge,
+            high=huge,
+            count=0,
+            limit=float("inf"),
+            neighbour=1.0,
         )
 
     @property
@@ -111,6 +164,10 @@ class TrainingSummary:
             "low": self.low.tolist(),
             "high": self.high.tolist(),
             "count": self.count,
+            "limit": self.limit,
+            "neighbour": self.neighbour,
+            "prada_delta": self.prada_delta,
+            "margin_cut": self.margin_cut,
         }
 
     @classmethod
@@ -120,7 +177,14 @@ class TrainingSummary:
                 name: np.asarray(state[name], dtype=np.float64)
                 for name in ("mean", "std", "precision", "components", "spread", "low", "high")
             }
-            summary = cls(**parts, count=int(state["count"]))
+            summary = cls(
+                **parts,
+                count=int(state["count"]),
+                limit=float(state["limit"]),
+                neighbour=float(state["neighbour"]),
+                prada_delta=_optional(state["prada_delta"]),
+                margin_cut=_optional(state["margin_cut"]),
+            )
         except (KeyError, TypeError, ValueError):
             raise InvalidInput("not a training summary") from None
         width, kept = summary.width, summary.spread.shape[0]

@@ -10,14 +10,15 @@ the number of queries spent and a surrogate model fitted to what it learned.
   regression, ``d + 1`` exact scores give ``d + 1`` linear equations in its weights
   and bias (the log-odds of each score); rounding the scores blurs them, labels alone
   leave nothing to solve.
-- :func:`adaptive_labels`: label-only retraining that asks next about points near the
-  current surrogate's decision boundary.
+- :func:`adaptive_labels`: label-only retraining that asks next about synthetic points
+  between earlier ones, near the current surrogate's decision boundary.
 - :func:`knockoff`: Knockoff/Copycat style, natural rows of a similar distribution (a
   disjoint split), a surrogate trained on the answers.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -90,9 +91,9 @@ def equation_solving(
 ) -> Iterator[Step]:
     """Solve for a binary logistic regression's weights from its scores.
 
-    Queries ``budget`` rows near ``reference``'s (natural rows the attacker holds,
-    slightly perturbed, so the scores are not saturated) in one batch and
-    least-squares fits ``logit(p) = w.x + b`` over the answers whose score is
+    Queries rows near ``reference``'s (natural rows the attacker holds, slightly
+    perturbed, so the scores are not saturated) in batches of ``d + 1``, and after each
+    least-squares fits ``logit(p) = w.x + b`` over every answer so far whose score is
     strictly between 0 and 1 (``d + 1`` exact ones determine it).  Raises
     :class:`InvalidInput` when the oracle shows labels only, or when too few scores
     survive rounding to solve anything.
@@ -101,26 +102,38 @@ def equation_solving(
     width = reference.shape[1]
     if budget < width + 1:
         raise InvalidInput(f"equation solving needs at least {width + 1} queries")
-    picked = reference[rng.integers(0, len(reference), budget)]
-    rows = picked + rng.normal(0.0, 0.05, picked.shape) * reference.std(axis=0)
-    answers = oracle(rows)
-    if answers.scores is None or answers.scores.shape[1] != 2:
-        raise InvalidInput("equation solving needs the two class scores of a binary model")
-    p = answers.scores[:, 1]
-    usable = (p > 0) & (p < 1)
-    if int(usable.sum()) < width + 1:
-        raise InvalidInput(
-            f"only {int(usable.sum())} of {budget} scores are strictly between 0 and 1: "
-            f"too few to solve for {width + 1} unknowns (the output policy rounds them away)"
-        )
-    logits = np.log(p[usable]) - np.log1p(-p[usable])
-    design = np.hstack([rows[usable], np.ones((int(usable.sum()), 1))])
-    solution, *_ = np.linalg.lstsq(design, logits, rcond=None)
-    classes = np.unique(answers.labels) if len(np.unique(answers.labels)) == 2 else [0, 1]
-    yield Step(budget, _Linear(solution[:-1], float(solution[-1]), classes))
+    sizes = [width + 1] * (budget // (width + 1))  # d + 1: the least that can determine it
+    rows = np.empty((0, width))
+    scores = np.empty((0, 2))
+    labels: list[Any] = []
+    for size in sizes:
+        picked = reference[rng.integers(0, len(reference), size)]
+        batch = picked + rng.normal(0.0, 0.05, picked.shape) * reference.std(axis=0)
+        answers = oracle(batch)
+        if answers.scores is None or answers.scores.shape[1] != 2:
+            raise InvalidInput("equation solving needs the two class scores of a binary model")
+        rows = np.vstack([rows, batch])
+        scores = np.vstack([scores, answers.scores])
+        labels.extend(answers.labels.tolist())
+        p = scores[:, 1]
+        usable = (p > 0) & (p < 1)
+        if int(usable.sum()) < width + 1:
+            if len(rows) >= budget:
+                raise InvalidInput(
+                    f"only {int(usable.sum())} of {len(rows)} scores are strictly between 0 "
+                    f"and 1: too few to solve for {width + 1} unknowns (the output policy "
+                    "rounds them away)"
+                )
+            continue
+        logits = np.log(p[usable]) - np.log1p(-p[usable])
+        design = np.hstack([rows[usable], np.ones((int(usable.sum()), 1))])
+        solution, *_ = np.linalg.lstsq(design, logits, rcond=None)
+        classes = np.unique(labels) if len(np.unique(labels)) == 2 else [0, 1]
+        yield Step(len(rows), _Linear(solution[:-1], float(solution[-1]), classes))
 
 
 def _fit(rows: Any, labels: Any, kind: str, seed: int) -> Any:
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
     from sklearn.pipeline import make_pipeline
@@ -134,7 +147,9 @@ def _fit(rows: Any, labels: Any, kind: str, seed: int) -> Any:
         if kind == "logistic"
         else MLPClassifier(hidden_layer_sizes=(64,), max_iter=500, random_state=seed)
     )
-    return make_pipeline(StandardScaler(), estimator).fit(rows, labels)
+    with warnings.catch_warnings():  # an attacker's surrogate need not converge to be useful
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return make_pipeline(StandardScaler(), estimator).fit(rows, labels)
 
 
 class _Constant:
@@ -154,18 +169,23 @@ def adaptive_labels(
     surrogate: str = "logistic",
     seed: int = 0,
 ) -> Iterator[Step]:
-    """Label-only retraining: each round asks about the candidates the current surrogate
-    is least sure of (closest to its boundary), then refits on every answer so far."""
+    """Label-only adaptive retraining (after Papernot et al.'s synthetic augmentation).
+
+    The first round asks about a few of the attacker's natural rows; each later round
+    makes candidates between pairs of rows asked so far that the current surrogate
+    puts in different classes (``a x + (1 - a) y``, so near its boundary), asks about
+    those it is least sure of, and refits on every answer so far.
+    """
     rng = np.random.default_rng(seed)
     per_round = max(1, budget // rounds)
-    rows = _box(reference, per_round, rng)
+    rows = reference[rng.permutation(len(reference))[:per_round]]
     labels = oracle(rows).labels
     model = _fit(rows, labels, surrogate, seed)
     yield Step(len(rows), model)
     while len(rows) + per_round <= budget:
-        candidates = _box(reference, per_round * 20, rng)
+        candidates = _between(rows, model, per_round * 20, rng)
         if hasattr(model, "predict_proba"):
-            certainty = np.abs(model.predict_proba(candidates).max(axis=1) - 0.5)
+            certainty = model.predict_proba(candidates).max(axis=1)
             chosen = candidates[np.argsort(certainty)[:per_round]]
         else:
             chosen = candidates[:per_round]
@@ -173,6 +193,21 @@ def adaptive_labels(
         labels = np.concatenate([labels, oracle(chosen).labels])
         model = _fit(rows, labels, surrogate, seed)
         yield Step(len(rows), model)
+
+
+def _between(rows: Any, model: Any, count: int, rng: np.random.Generator) -> Any:
+    """Points on segments between rows the surrogate labels differently (any pair if it
+    sees one class only)."""
+    predicted = np.asarray(model.predict(rows))
+    first = rng.integers(0, len(rows), count * 3)
+    second = rng.integers(0, len(rows), count * 3)
+    differ = predicted[first] != predicted[second]
+    if differ.sum() >= count:
+        first, second = first[differ][:count], second[differ][:count]
+    else:
+        first, second = first[:count], second[:count]
+    weight = rng.uniform(0.0, 1.0, (len(first), 1))
+    return weight * rows[first] + (1 - weight) * rows[second]
 
 
 def knockoff(

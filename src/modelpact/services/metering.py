@@ -67,6 +67,21 @@ class Meter:
         if limits.requests_per_minute is not None:
             self._check_rate(session, limits.requests_per_minute)
 
+    def check_throttle(self, session: ActiveSession, model: str, per_minute: int) -> None:
+        """Take one slot of the lower rate the extraction monitor set for ``model``, or raise
+        ``QuotaExhausted``."""
+        item = RateLimitItemPerMinute(per_minute)
+        keys = (session.partner, session.charter, model, "throttle")
+        if self._rate.hit(item, *keys):
+            return
+        window = self._rate.get_window_stats(item, *keys)
+        raise QuotaExhausted(
+            f"throttled to {per_minute} requests per minute on {model} by the extraction "
+            f"monitor under charter {session.charter}",
+            retry_after=_round_up(window.reset_time - time.time()),
+            hint="the owner lifts it with 'modelpact monitor clear'",
+        )
+
     def count(self, session: ActiveSession, limits: Limits, rows: int) -> None:
         """Add ``rows`` to the day's durable usage, or raise ``QuotaExhausted``."""
         if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:

@@ -73,6 +73,7 @@ def _handle(server: ModelServer, header: dict[str, Any], payload: bytes) -> dict
             "outputs": prediction.outputs,
             "input_digest": prediction.input_digest,
             "output_digest": prediction.output_digest,
+            "margins": None if prediction.margins is None else list(prediction.margins),
         }
     if op == "digests":
         artifact, manifest = server.verified_digests(model, version)

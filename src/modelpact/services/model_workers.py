@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,6 +59,17 @@ class _Worker:
         for future in pending.values():
             if not future.done():
                 future.set_exception(ModelUnavailable(reason))
+
+
+def _margins(value: Any, rows: int) -> tuple[float, ...] | None:
+    """The reply's margins if they are one finite number per row; else None (not watched)."""
+    if not isinstance(value, list) or len(value) != rows:
+        return None
+    try:
+        numbers = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return numbers if all(math.isfinite(v) for v in numbers) else None
 
 
 class WorkerPool:
@@ -127,6 +139,7 @@ class WorkerPool:
             outputs=reply["outputs"],
             input_digest=reply["input_digest"],
             output_digest=reply["output_digest"],
+            margins=_margins(reply.get("margins"), count),
         )
 
     async def digests(self, model: str, version: str) -> tuple[str, str]:

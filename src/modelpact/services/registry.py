@@ -9,12 +9,16 @@ the workspace's key-encryption key.  Rollback only moves the served pointer.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import os
 import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from modelpact.charter import SLUG_PATTERN
 from modelpact.crypto import (
@@ -35,6 +39,7 @@ from modelpact.errors import (
     SignatureInvalid,
     Tampered,
 )
+from modelpact.monitor import TrainingSummary, calibrate_prada, margins
 from modelpact.runtime import (
     DEFAULT_LIMITS,
     ModelCard,
@@ -43,6 +48,8 @@ from modelpact.runtime import (
     card_to_json,
     export_sklearn,
 )
+from modelpact.runtime.shaping import SCORES_OUTPUT
+from modelpact.runtime.tables import read_rows_csv
 from modelpact.services.events import record_event
 from modelpact.services.workspace import Workspace
 from modelpact.store import ModelRecord, ModelVersionRecord
@@ -87,6 +94,22 @@ def _signed_files(onnx: bytes, card: str) -> dict[str, bytes]:
     return {ARTIFACT_NAME: onnx, CARD_NAME: card.encode("utf-8")}
 
 
+def calibrated(summary: TrainingSummary, predictor: Predictor, rows: Any) -> TrainingSummary:
+    """``summary`` calibrated on ``rows`` as this model answers them: PRADA's threshold, and
+    the margin below which a query counts as on the decision boundary."""
+    single = predictor.summary.inputs[0].elem_type == "float"
+    features = np.asarray(rows, dtype=np.float32 if single else np.float64)
+    raw = predictor.predict(features)
+    labels = raw["label"] if "label" in raw else np.zeros(len(features), dtype=np.int64)
+    scores = raw.get(SCORES_OUTPUT)
+    cut = None if scores is None else float(np.quantile(margins(scores), 0.1))
+    return dataclasses.replace(
+        summary,
+        prada_delta=calibrate_prada(summary, features, np.asarray(labels).reshape(-1)),
+        margin_cut=cut,
+    )
+
+
 def _check_names(model: str, version: str) -> None:
     if not _NAME.match(model):
         raise InvalidInput(
@@ -112,12 +135,27 @@ class ModelRegistry:
         version: str,
         source: str,
         card: ModelCard | None = None,
+        reference: Any = None,
         actor: str = "owner",
     ) -> RegisteredVersion:
-        """Check, sign, seal and record one new version, which becomes the served one."""
+        """Check, sign, seal and record one new version, which becomes the served one.
+
+        ``reference``: training rows (or a representative sample) — what the extraction
+        monitor measures partners' queries against; only their summary is kept
+        (mean, spread, correlation, ranges: :class:`~modelpact.monitor.TrainingSummary`).
+        """
         _check_names(model, version)
         # Loading it as the runtime will proves it is servable, not merely well-formed.
-        summary = Predictor.from_bytes(data, source=source).summary
+        predictor = Predictor.from_bytes(data, source=source)
+        summary = predictor.summary
+        training = None if reference is None else TrainingSummary.fit(reference)
+        if training is not None:
+            if predictor.n_features not in (None, training.width):
+                raise InvalidInput(
+                    f"the reference rows have {training.width} features but the model takes "
+                    f"{predictor.n_features}"
+                )
+            training = calibrated(training, predictor, reference)
         ws = self._ws
         with ws.store.unit_of_work() as uow:
             try:
@@ -160,6 +198,10 @@ class ModelRegistry:
                     ),
                     serve=True,
                 )
+                if training is not None:
+                    uow.monitor.put_summary(
+                        model, version, json.dumps(training.to_state(), separators=(",", ":"))
+                    )
                 record_event(
                     ws,
                     uow,
@@ -168,6 +210,7 @@ class ModelRegistry:
                     subject=f"{model}@{version}",
                     digest=digest,
                     size=len(data),
+                    reference_rows=None if training is None else training.count,
                 )
         except BaseException:
             with contextlib.suppress(ModelpactError, OSError):  # keep the first error
@@ -176,8 +219,16 @@ class ModelRegistry:
         return RegisteredVersion(model, version, digest, len(data), summary)
 
     def add_file(
-        self, model: str, path: Path, *, version: str, card: ModelCard | None = None
+        self,
+        model: str,
+        path: Path,
+        *,
+        version: str,
+        card: ModelCard | None = None,
+        reference: Path | None = None,
     ) -> RegisteredVersion:
+        """:meth:`add` from an ONNX file; ``reference``: a CSV of training rows."""
+        rows = None if reference is None else read_rows_csv(reference)
         limit = DEFAULT_LIMITS.max_bytes
         try:
             with path.open("rb") as handle:
@@ -190,16 +241,51 @@ class ModelRegistry:
             raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
         if len(data) > limit:
             raise InvalidInput(f"{path} is larger than the {limit}-byte limit for a model")
-        return self.add(model, data, version=version, source=path.name, card=card)
+        return self.add(model, data, version=version, source=path.name, card=card, reference=rows)
 
     def add_sklearn(
-        self, model: str, estimator: Any, *, version: str, card: ModelCard | None = None
+        self,
+        model: str,
+        estimator: Any,
+        *,
+        version: str,
+        card: ModelCard | None = None,
+        reference: Any = None,
     ) -> RegisteredVersion:
         """Convert a fitted scikit-learn estimator to ONNX (zipmap off) and register it."""
         data = export_sklearn(estimator)
         return self.add(
-            model, data, version=version, source=f"{type(estimator).__name__}.onnx", card=card
+            model,
+            data,
+            version=version,
+            source=f"{type(estimator).__name__}.onnx",
+            card=card,
+            reference=reference,
         )
+
+    def set_training_summary(
+        self, model: str, version: str, summary: TrainingSummary, *, actor: str = "owner"
+    ) -> None:
+        """Keep ``summary`` with a registered version (replacing any), on the record."""
+        with self._ws.store.unit_of_work() as uow:
+            uow.monitor.put_summary(
+                model, version, json.dumps(summary.to_state(), separators=(",", ":"))
+            )
+            record_event(
+                self._ws,
+                uow,
+                actor=actor,
+                kind="model.reference",
+                subject=f"{model}@{version}",
+                reference_rows=summary.count,
+            )
+
+    def training_summary(self, model: str, version: str) -> TrainingSummary | None:
+        """The training summary registered with ``model`` ``version``, if any."""
+        with self._ws.store.unit_of_work(read_only=True) as uow:
+            uow.models.get_version(model, version)  # NotFound for an unknown version
+            text = uow.monitor.summary(model, version)
+        return None if text is None else TrainingSummary.from_state(json.loads(text))
 
     def all(self) -> list[ModelRecord]:
         with self._ws.store.unit_of_work(read_only=True) as uow:

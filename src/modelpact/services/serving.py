@@ -34,7 +34,9 @@ import numpy.typing as npt
 from modelpact.charter import SLUG_PATTERN, OutputPolicy
 from modelpact.crypto import canonical_digest, constant_time_equal, sha256_hex
 from modelpact.errors import InvalidInput, ModelpactError, NotFound, Tampered, quote_untrusted
+from modelpact.monitor import margins
 from modelpact.runtime import PredictionFailed, Predictor, check_policy, shape_outputs
+from modelpact.runtime.shaping import SCORES_OUTPUT
 from modelpact.services.registry import ModelRegistry
 from modelpact.services.state_cache import StateCache, StateView
 from modelpact.services.workspace import Workspace
@@ -60,6 +62,9 @@ class Prediction:
     outputs: list[dict[str, object]]
     input_digest: str
     output_digest: str
+    #: Per row, the model's top class score minus the runner-up, whatever the partner is
+    #: shown (the extraction monitor's boundary detector reads it); None without scores.
+    margins: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,10 +170,12 @@ class ModelServer:
                 f"{model} {version} failed at run time ({type(exc).__name__})"
             ) from None
         outputs = shape_outputs(raw, policy, labels=entry.labels)
+        scores = raw.get(SCORES_OUTPUT)
         return Prediction(
             outputs=outputs,
             input_digest=canonical_digest(values),
             output_digest=canonical_digest(outputs),
+            margins=None if scores is None else tuple(margins(scores).tolist()),
         )
 
     # -- loading ----------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """What every request reads and rarely changes, kept until the store's change counter moves.
 
 A prediction reads the session, its partner, the charter's active version, the
-charter list (the policy engine's key) and the model's served version.  These
+charter list (the policy engine's key), the model's served version and the
+extraction monitor's response in force.  These
 change rarely, but a change must hold from the very next request, even when
 another process (the owner's CLI) made it.  The store keeps a counter that each
 such write increments in its own transaction (:class:`~modelpact.store.StateRepository`);
@@ -35,7 +36,14 @@ from typing import Any, cast
 
 from modelpact.errors import NotFound
 from modelpact.services.workspace import Workspace
-from modelpact.store import CharterRecord, ModelRecord, PartnerRecord, SessionRecord, UnitOfWork
+from modelpact.store import (
+    CharterRecord,
+    ModelRecord,
+    PartnerRecord,
+    ProtectionRecord,
+    SessionRecord,
+    UnitOfWork,
+)
 
 __all__ = ["CacheMiss", "StateCache", "StateView", "active_record"]
 
@@ -98,6 +106,7 @@ class _Snapshot:
         "lock",
         "models",
         "partners",
+        "protections",
         "sessions",
         "versions",
     )
@@ -111,6 +120,7 @@ class _Snapshot:
         self.models: dict[str, ModelRecord] = {}
         self.versions: set[tuple[str, str]] = set()
         self.sessions: OrderedDict[bytes, SessionRecord] = OrderedDict()
+        self.protections: dict[tuple[str, str, str], ProtectionRecord | None] = {}
 
 
 class StateView:
@@ -195,6 +205,23 @@ class StateView:
         self._uow.models.get_version(model, version)
         if snap is not None:
             snap.versions.add(key)
+
+    def protection(self, partner: str, charter: str, model: str) -> ProtectionRecord | None:
+        """The extraction monitor's response in force, or None.  Absence is kept too:
+        setting or lifting a response moves the counter."""
+        snap = self._snapshot
+        if snap is None:
+            return self._uow.monitor.protection(partner, charter, model)
+        key = (partner, charter, model)
+        try:
+            return snap.protections[key]
+        except KeyError:
+            pass
+        found = self._uow.monitor.protection(partner, charter, model)
+        with snap.lock:
+            if len(snap.protections) < _MAX_SESSIONS:  # keys come from authenticated sessions
+                snap.protections[key] = found
+        return found
 
     def session(self, token_hash: bytes) -> SessionRecord:
         """The session with this token hash, revoked or expired ones included; else NotFound."""

@@ -20,6 +20,9 @@ types.
   sessions (by the SHA-256 of their token); ``work.usage``
   (:class:`UsageRepository`) counts rows and requests per partner, charter and
   UTC day, with a quota check no two processes can both pass.
+- ``work.monitor`` (:class:`MonitorRepository`) keeps what the extraction monitor
+  needs: training summaries per model version, detector state and the response in
+  force per partner, charter and model.
 - ``work.state`` (:class:`StateRepository`) is a counter that every write to
   partners, charters, models or session revocations increments, so a reader
   can tell in one read whether anything it keeps may have changed.
@@ -34,6 +37,7 @@ from modelpact.store.interfaces import (
     AuditRepository,
     CharterRepository,
     ModelRepository,
+    MonitorRepository,
     PartnerRepository,
     SessionRepository,
     StateRepository,
@@ -50,7 +54,9 @@ from modelpact.store.records import (
     CheckpointRecord,
     ModelRecord,
     ModelVersionRecord,
+    MonitorStateRecord,
     PartnerRecord,
+    ProtectionRecord,
     SessionRecord,
     UsageRecord,
     UsageTotal,
@@ -73,8 +79,11 @@ __all__ = [
     "ModelRecord",
     "ModelRepository",
     "ModelVersionRecord",
+    "MonitorRepository",
+    "MonitorStateRecord",
     "PartnerRecord",
     "PartnerRepository",
+    "ProtectionRecord",
     "SessionRecord",
     "SessionRepository",
     "SqlStore",

@@ -24,10 +24,13 @@ __all__ = [
     "metadata",
     "model_versions",
     "models",
+    "monitor_states",
     "partners",
+    "protections",
     "session_challenges",
     "sessions",
     "state_changes",
+    "training_summaries",
     "usage",
 ]
 
@@ -214,4 +217,46 @@ state_changes = sa.Table(
     sa.Column("id", sa.SmallInteger(), primary_key=True, autoincrement=False),
     sa.Column("counter", sa.BigInteger(), nullable=False),
     sa.CheckConstraint("id = 1", name="one_row"),
+)
+
+
+# The training-distribution summary registered with a model version (JSON text), which the
+# extraction monitor measures a partner's queries against.
+training_summaries = sa.Table(
+    "training_summaries",
+    metadata,
+    sa.Column("model", sa.String(), primary_key=True),
+    sa.Column("version", sa.String(), primary_key=True),
+    sa.Column("summary", sa.Text(), nullable=False),
+    sa.ForeignKeyConstraint(
+        ["model", "version"], ["model_versions.model", "model_versions.version"]
+    ),
+)
+
+# The extraction monitor's detector state per partner, charter and model (JSON text).
+monitor_states = sa.Table(
+    "monitor_states",
+    metadata,
+    sa.Column("partner_id", sa.String(), primary_key=True),
+    sa.Column("charter_id", sa.String(), primary_key=True),
+    sa.Column("model", sa.String(), primary_key=True),
+    sa.Column("state", sa.Text(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# The response in force after monitor alarms, per partner, charter and model.
+protections = sa.Table(
+    "protections",
+    metadata,
+    sa.Column("partner_id", sa.String(), primary_key=True),
+    sa.Column("charter_id", sa.String(), primary_key=True),
+    sa.Column("model", sa.String(), primary_key=True),
+    sa.Column("step", sa.Integer(), nullable=False),
+    sa.Column("response", sa.String(), nullable=False),
+    sa.Column("since", UtcDateTime(), nullable=False),
+    sa.Column("evidence", sa.Text(), nullable=False),
+    sa.CheckConstraint("step >= 1", name="step"),
+    sa.CheckConstraint(
+        "response IN ('alert', 'throttle', 'harden', 'suspend', 'revoke')", name="response"
+    ),
 )

@@ -22,6 +22,7 @@ from modelpact.errors import (
 )
 from modelpact.store._schema import charters, model_versions, models, partners
 from modelpact.store._sql_audit import SqlAuditRepository
+from modelpact.store._sql_monitor import SqlMonitorRepository
 from modelpact.store._sql_session import Session
 from modelpact.store._sql_sessions import SqlSessionRepository
 from modelpact.store._sql_state import SqlStateRepository
@@ -290,7 +291,7 @@ class SqlCharterRepository:
 
 
 class SqlUnitOfWork:
-    """:class:`~modelpact.store.interfaces.UnitOfWork`: seven repositories on one transaction.
+    """:class:`~modelpact.store.interfaces.UnitOfWork`: eight repositories on one transaction.
 
     The partner, model, charter and session repositories bump ``state`` with each write
     that changes what a request depends on.
@@ -305,3 +306,4 @@ class SqlUnitOfWork:
         self.audit = SqlAuditRepository(session)
         self.sessions = SqlSessionRepository(session, self.state)
         self.usage = SqlUsageRepository(session)
+        self.monitor = SqlMonitorRepository(session, self.state)

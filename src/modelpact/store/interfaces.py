@@ -35,7 +35,9 @@ from modelpact.store.records import (
     CheckpointRecord,
     ModelRecord,
     ModelVersionRecord,
+    MonitorStateRecord,
     PartnerRecord,
+    ProtectionRecord,
     SessionRecord,
     UsageRecord,
     UsageTotal,
@@ -307,6 +309,51 @@ class UsageRepository(Protocol):
         ...
 
 
+class MonitorRepository(Protocol):
+    """The extraction monitor's rows: training summaries, detector state, responses in force.
+
+    Setting or clearing a response moves the state counter (a request reads it);
+    saving detector state does not.
+    """
+
+    def put_summary(self, model: str, version: str, summary: str) -> None:
+        """Keep ``summary`` (JSON text) for a registered version, replacing any;
+        ``NotFound`` for an unknown version."""
+        ...
+
+    def summary(self, model: str, version: str) -> str | None:
+        """The version's training summary, or None if none was registered."""
+        ...
+
+    def state(self, partner_id: str, charter_id: str, model: str) -> MonitorStateRecord | None:
+        """The detectors' saved state, or None."""
+        ...
+
+    def save_state(self, record: MonitorStateRecord) -> None:
+        """Insert or replace the detectors' state."""
+        ...
+
+    def delete_state(self, partner_id: str, charter_id: str, model: str) -> bool:
+        """Forget the detectors' state; whether there was one."""
+        ...
+
+    def protection(self, partner_id: str, charter_id: str, model: str) -> ProtectionRecord | None:
+        """The response in force, or None."""
+        ...
+
+    def set_protection(self, record: ProtectionRecord) -> None:
+        """Insert or replace the response in force (moves the state counter)."""
+        ...
+
+    def clear_protection(self, partner_id: str, charter_id: str, model: str) -> bool:
+        """Lift the response in force (moves the counter if there was one); whether there was."""
+        ...
+
+    def protections(self) -> builtins.list[ProtectionRecord]:
+        """Every response in force, by partner, charter and model."""
+        ...
+
+
 class StateRepository(Protocol):
     """A counter that every write to what a request depends on increments.
 
@@ -350,6 +397,9 @@ class UnitOfWork(Protocol):
 
     @property
     def state(self) -> StateRepository: ...
+
+    @property
+    def monitor(self) -> MonitorRepository: ...
 
 
 class AuditNodeReader(Protocol):

@@ -18,13 +18,16 @@ __all__ = [
     "CHARTER_STATUSES",
     "HASH_SIZE",
     "PARTNER_STATUSES",
+    "RESPONSES",
     "AuditEntryRecord",
     "ChallengeRecord",
     "CharterRecord",
     "CheckpointRecord",
     "ModelRecord",
     "ModelVersionRecord",
+    "MonitorStateRecord",
     "PartnerRecord",
+    "ProtectionRecord",
     "SessionRecord",
     "UsageRecord",
     "UsageTotal",
@@ -34,6 +37,7 @@ __all__ = [
 ]
 
 PARTNER_STATUSES = frozenset({"active", "suspended", "revoked"})
+RESPONSES = frozenset({"alert", "throttle", "harden", "suspend", "revoke"})
 CHARTER_STATUSES = frozenset({"active", "superseded", "terminated"})
 HASH_SIZE = 32
 """Bytes in every hash the audit log keeps (SHA-256, as RFC 9162 uses)."""
@@ -265,3 +269,49 @@ class UsageTotal:
         _require_index(self.requests, "requests")
         require_day(self.first_day, "first_day")
         require_day(self.last_day, "last_day")
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorStateRecord:
+    """The extraction monitor's detectors for one partner, charter and model, as JSON text."""
+
+    partner_id: str
+    charter_id: str
+    model: str
+    state: str
+    updated_at: datetime
+
+    def __post_init__(self) -> None:
+        _require_text(self.partner_id, "partner_id")
+        _require_text(self.charter_id, "charter_id")
+        _require_text(self.model, "model")
+        _require_text(self.state, "state")
+        require_aware(self.updated_at, "updated_at")
+
+
+@dataclass(frozen=True, slots=True)
+class ProtectionRecord:
+    """The response in force for one partner, charter and model after monitor alarms.
+
+    ``step`` counts the steps taken along the charter's escalation ladder (1 is the
+    first); ``evidence`` is the JSON of the alarm behind the latest one.
+    """
+
+    partner_id: str
+    charter_id: str
+    model: str
+    step: int
+    response: str
+    since: datetime
+    evidence: str
+
+    def __post_init__(self) -> None:
+        _require_text(self.partner_id, "partner_id")
+        _require_text(self.charter_id, "charter_id")
+        _require_text(self.model, "model")
+        if not isinstance(self.step, int) or isinstance(self.step, bool) or self.step < 1:
+            raise InvalidInput(f"step must be a positive integer: {self.step!r}")
+        if self.response not in RESPONSES:
+            raise InvalidInput(f"unknown response {self.response!r}")
+        require_aware(self.since, "since")
+        _require_text(self.evidence, "evidence")
