@@ -33,7 +33,7 @@ from modelpact.store.sql import MIGRATIONS, create_store_engine
 T0 = datetime(2026, 3, 1, 12, 0, 0, 654321, tzinfo=UTC)
 AUDIT_TABLES = ["audit_checkpoints", "audit_entries", "audit_subtrees"]
 # The newest revision: open_store migrates to it.
-HEAD = "0007"
+HEAD = "0008"
 # 0004 keyed the subtrees by position; before it they were audit_nodes, keyed by (level, idx).
 AUDIT_TABLES_0003 = ["audit_checkpoints", "audit_entries", "audit_nodes"]
 # The events table as 0001 made it; 0003 drops it (its downgrade brings it back, empty).

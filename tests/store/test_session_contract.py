@@ -264,7 +264,7 @@ def test_downgrade_from_0005_drops_the_session_tables_and_upgrade_restores_them(
 
     _migrate(store_url, "head")
     tables, version = _tables_and_version(store_url)
-    assert version == "0007"
+    assert version == "0008"
     assert tables >= SESSION_TABLES
     _migrate(store_url, "0004", down=True)
     tables, version = _tables_and_version(store_url)

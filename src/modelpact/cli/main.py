@@ -26,6 +26,7 @@ from modelpact.cli import (
     policy,
     redteam,
     serve,
+    watermark,
     workspace,
 )
 from modelpact.errors import ModelpactError
@@ -50,6 +51,7 @@ app.add_typer(charter.app, name="charter")
 app.add_typer(policy.app, name="policy")
 app.add_typer(audit.app, name="audit")
 app.add_typer(monitor.app, name="monitor")
+app.add_typer(watermark.app, name="watermark")
 
 
 def _version(value: bool) -> None:

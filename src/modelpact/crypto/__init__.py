@@ -11,6 +11,7 @@ this):
 - model signatures in the OpenSSF model-signing format: :func:`sign_model`,
   :func:`verify_model`, :func:`generate_model_signing_key`;
 - digests and comparison: :func:`sha256_hex`, :func:`constant_time_equal`;
+- keyed pseudo-random functions (watermarks): :class:`PrfKey`, HMAC-SHA256;
 - private files: :func:`write_private_file`, :func:`check_private_file`;
 - TLS for the partner gateway: :func:`create_ca`, :func:`issue_server_cert`,
   :func:`issue_client_cert`, :func:`server_cert_renewal_reason` and readers
@@ -20,6 +21,7 @@ this):
 
 from modelpact.crypto.digests import constant_time_equal, sha256_hex
 from modelpact.crypto.files import check_private_file, read_private_file, write_private_file
+from modelpact.crypto.keyed import PrfKey
 from modelpact.crypto.model_signature import (
     ARTIFACT_NAME,
     CARD_NAME,
@@ -47,6 +49,7 @@ __all__ = [
     "CARD_NAME",
     "DataKey",
     "KeyEncryptionKey",
+    "PrfKey",
     "SigningKey",
     "VerifyKey",
     "canonical_digest",

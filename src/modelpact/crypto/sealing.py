@@ -58,6 +58,10 @@ class DataKey:
     def generate(cls) -> DataKey:
         return cls(AESGCM.generate_key(bit_length=256))
 
+    def secret(self) -> bytes:
+        """The key's bytes, to seal it inside something else (never print them)."""
+        return self._key
+
     def seal(self, plaintext: bytes, associated_data: bytes) -> bytes:
         return seal(self._key, plaintext, associated_data)
 

@@ -77,6 +77,7 @@ from modelpact.services.monitoring import (
 from modelpact.services.serving import ModelServer, Prediction
 from modelpact.services.sessions import ActiveSession, SessionDesk, token_id
 from modelpact.services.state_cache import CacheMiss, StateCache
+from modelpact.services.watermarking import WatermarkDesk
 from modelpact.services.webhooks import Notifier
 from modelpact.services.workspace import Workspace
 from modelpact.store import UnitOfWork
@@ -120,6 +121,7 @@ class _Outcome:
     entry: AccessEntry | SessionEntry
     response: PredictResponse | None = None  # without its receipt yet
     error: ModelpactError | None = None
+    marks: tuple[list[list[float]], list[Any]] | None = None  # to keep before answering
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +138,7 @@ class _Plan:
     at: datetime
     watch: ExtractionMonitor | None  # the charter's monitor settings; None: not monitored
     hook: IncidentResponse | None
+    mark: tuple[bytes, str] | None  # the partner's watermark secret and scope; None: none
 
 
 class Gateway:
@@ -159,6 +162,7 @@ class Gateway:
         self.notifier = notifier
         self.monitor = monitor or Monitor(workspace, notifier=notifier)
         self.monitor.start()
+        self.watermarks = WatermarkDesk(workspace)
         self.audience = audience or workspace.log_origin.removesuffix("/log") + "/gateway"
         # Partners, charters, models and revocations, kept until the store's change
         # counter moves: a cached request reads that counter and nothing else of them.
@@ -274,7 +278,25 @@ class Gateway:
             step = await _thread(
                 self.predict_with_token, authorization, model, request, not charged
             )
-        return step if isinstance(step, _Outcome) else await self.run(step)
+        if isinstance(step, _Outcome):
+            return step
+        outcome = await self.run(step)
+        if outcome.marks is not None:
+            outcome = await _thread(self.keep_marks, step, outcome)
+        return outcome
+
+    def keep_marks(self, plan: _Plan, outcome: _Outcome) -> _Outcome:
+        """Keep the answer's marked queries, sealed, before it leaves; if they cannot be
+        kept the answer does not leave either (a mark nobody can replay protects nothing)."""
+        assert outcome.marks is not None
+        rows, labels = outcome.marks
+        try:
+            self.watermarks.record(
+                plan.base["actor"], plan.base["charter"], plan.model, plan.version, rows, labels
+            )
+        except ModelpactError as error:
+            return self._refused(plan.base, StorageUnavailable(error.summary))
+        return outcome
 
     async def run(self, plan: _Plan) -> _Outcome:
         """The model's part of ``plan``: in a worker process, or in this one."""
@@ -284,7 +306,12 @@ class Gateway:
             return await _thread(self.run_here, plan)  # decrypts and loads it first
         try:
             prediction = await self.workers.predict(
-                plan.model, plan.version, plan.rows, policy=plan.policy, max_rows=plan.max_rows
+                plan.model,
+                plan.version,
+                plan.rows,
+                policy=plan.policy,
+                max_rows=plan.max_rows,
+                watermark=plan.mark,
             )
         except ModelpactError as error:
             return self._refused(plan.base, error)
@@ -294,7 +321,12 @@ class Gateway:
         """The model's part of ``plan`` in this process."""
         try:
             prediction = self.models.predict(
-                plan.model, plan.version, plan.rows, policy=plan.policy, max_rows=plan.max_rows
+                plan.model,
+                plan.version,
+                plan.rows,
+                policy=plan.policy,
+                max_rows=plan.max_rows,
+                watermark=plan.mark,
             )
         except ModelpactError as error:
             return self._refused(plan.base, error)
@@ -322,6 +354,8 @@ class Gateway:
             self.models.resolve(model, request.version, unit)
             self.decider.engine(unit)
             self.state.view(unit).protection(session.partner, session.charter, model)
+            if charter.protections.watermark and self.watermarks.kept(session.partner) is None:
+                return None, False  # its keys are read (or made) once, in a thread
         except (CacheMiss, ModelpactError):
             return None, False
         try:
@@ -356,9 +390,10 @@ class Gateway:
         if isinstance(step, _Outcome):
             return step
         if self.workers is None:
-            return self.run_here(step)
-        outcome: _Outcome = anyio.from_thread.run(self.run, step)
-        return outcome
+            outcome = self.run_here(step)
+        else:
+            outcome = anyio.from_thread.run(self.run, step)
+        return outcome if outcome.marks is None else self.keep_marks(step, outcome)
 
     def model_facts(self, model: str, version: str) -> tuple[ModelSummary, str]:
         """``(summary, input name)`` of a model version, from a worker thread, without
@@ -470,6 +505,11 @@ class Gateway:
             at=now,
             watch=charter.protections.extraction_monitor,
             hook=charter.incident_response,
+            mark=(
+                (self.watermarks.keys(session.partner).prf.secret(), f"{model}@{version}")
+                if charter.protections.watermark
+                else None
+            ),
         )
 
     def _response_in_force(
@@ -520,7 +560,13 @@ class Gateway:
         response = PredictResponse(
             model=plan.model, version=plan.version, outputs=prediction.outputs, receipt=placeholder
         )
-        return _Outcome(entry, response=response)
+        marks = None
+        if prediction.marked:
+            marks = (
+                [plan.rows[i] for i in prediction.marked],
+                [watched_label(prediction.outputs[i]) for i in prediction.marked],
+            )
+        return _Outcome(entry, response=response, marks=marks)
 
     async def audit(self, entry: AuditEntry) -> Receipt:
         """Make ``entry`` durable (raises AuditUnavailable → 503 when it cannot be)."""

@@ -23,6 +23,7 @@ Errors go back as ``{"kind", "message"}``; messages never hold feature values.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import ctypes
 import resource
@@ -62,18 +63,23 @@ def _handle(server: ModelServer, header: dict[str, Any], payload: bytes) -> dict
         raise InvalidInput("a worker request names no model and version")
     if op == "predict":
         rows = rows_from_payload(payload, int(header["rows"]), int(header["width"]))
+        mark = header.get("watermark")
         prediction = server.predict(
             model,
             version,
             rows,
             policy=OutputPolicy.model_validate(header["policy"]),
             max_rows=int(header["max_rows"]),
+            watermark=None
+            if mark is None
+            else (base64.b64decode(mark["key"], validate=True), str(mark["scope"])),
         )
         return {
             "outputs": prediction.outputs,
             "input_digest": prediction.input_digest,
             "output_digest": prediction.output_digest,
             "margins": None if prediction.margins is None else list(prediction.margins),
+            "marked": list(prediction.marked),
         }
     if op == "digests":
         artifact, manifest = server.verified_digests(model, version)

@@ -16,6 +16,7 @@ audits each one.  ``memory_mb`` caps each worker's address space.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import math
@@ -72,6 +73,17 @@ def _margins(value: Any, rows: int) -> tuple[float, ...] | None:
     return numbers if all(math.isfinite(v) for v in numbers) else None
 
 
+def _marked(value: Any, rows: int) -> tuple[int, ...]:
+    """The reply's marked row indices, each in range; a malformed list is refused."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) and 0 <= i < rows for i in value
+    ):
+        raise PredictionFailed("the model worker's reply names rows it was not sent")
+    return tuple(value)
+
+
 class WorkerPool:
     """Model workers for one workspace.  Use from one event loop at a time."""
 
@@ -120,6 +132,7 @@ class WorkerPool:
         *,
         policy: OutputPolicy,
         max_rows: int,
+        watermark: tuple[bytes, str] | None = None,
     ) -> Prediction:
         """:meth:`ModelServer.predict` in a worker (rows checked as there, in the worker)."""
         if not rows or any(len(row) != len(rows[0]) for row in rows):
@@ -134,12 +147,16 @@ class WorkerPool:
             "rows": count,
             "width": width,
         }
+        if watermark is not None:
+            secret, scope = watermark
+            header["watermark"] = {"key": base64.b64encode(secret).decode("ascii"), "scope": scope}
         reply = await self._request(header, payload)
         return Prediction(
             outputs=reply["outputs"],
             input_digest=reply["input_digest"],
             output_digest=reply["output_digest"],
             margins=_margins(reply.get("margins"), count),
+            marked=_marked(reply.get("marked"), count),
         )
 
     async def digests(self, model: str, version: str) -> tuple[str, str]:

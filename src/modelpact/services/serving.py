@@ -32,11 +32,12 @@ import numpy as np
 import numpy.typing as npt
 
 from modelpact.charter import SLUG_PATTERN, OutputPolicy
-from modelpact.crypto import canonical_digest, constant_time_equal, sha256_hex
+from modelpact.crypto import PrfKey, canonical_digest, constant_time_equal, sha256_hex
 from modelpact.errors import InvalidInput, ModelpactError, NotFound, Tampered, quote_untrusted
+from modelpact.marks import Watermark
 from modelpact.monitor import margins
 from modelpact.runtime import PredictionFailed, Predictor, check_policy, shape_outputs
-from modelpact.runtime.shaping import SCORES_OUTPUT
+from modelpact.runtime.shaping import LABEL_OUTPUT, SCORES_OUTPUT
 from modelpact.services.registry import ModelRegistry
 from modelpact.services.state_cache import StateCache, StateView
 from modelpact.services.workspace import Workspace
@@ -65,6 +66,8 @@ class Prediction:
     #: Per row, the model's top class score minus the runner-up, whatever the partner is
     #: shown (the extraction monitor's boundary detector reads it); None without scores.
     margins: tuple[float, ...] | None = None
+    #: Rows whose answer the partner's watermark swapped (kept, sealed, for attribution).
+    marked: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +148,12 @@ class ModelServer:
         *,
         policy: OutputPolicy,
         max_rows: int,
+        watermark: tuple[bytes, str] | None = None,
     ) -> Prediction:
         """Run ``model`` ``version`` on ``rows`` and shape the answer per ``policy``.
+
+        ``watermark``: the partner's PRF secret and the scope (``model@version``) to mark
+        a classifier's answers with (:class:`~modelpact.marks.Watermark`) before shaping.
 
         Raises :class:`InvalidInput` (one line, no feature values) for no rows,
         more than ``max_rows`` rows, ragged rows, a width the model does not take,
@@ -169,13 +176,18 @@ class ModelServer:
             raise PredictionFailed(
                 f"{model} {version} failed at run time ({type(exc).__name__})"
             ) from None
-        outputs = shape_outputs(raw, policy, labels=entry.labels)
         scores = raw.get(SCORES_OUTPUT)
+        found = None if scores is None else tuple(margins(scores).tolist())  # before marks
+        marked: tuple[int, ...] = ()
+        if watermark is not None:
+            raw, marked = _watermarked(raw, values, watermark, entry.labels)
+        outputs = shape_outputs(raw, policy, labels=entry.labels)
         return Prediction(
             outputs=outputs,
             input_digest=canonical_digest(values),
             output_digest=canonical_digest(outputs),
-            margins=None if scores is None else tuple(margins(scores).tolist()),
+            margins=found,
+            marked=marked,
         )
 
     # -- loading ----------------------------------------------------------------------------
@@ -233,6 +245,40 @@ class ModelServer:
             verified.digest,
             "sha256:" + sha256_hex(bundle),
         )
+
+
+def _watermarked(
+    raw: dict[str, npt.NDArray[Any]],
+    values: list[list[float]],
+    watermark: tuple[bytes, str],
+    labels: tuple[str | int, ...] | None,
+) -> tuple[dict[str, npt.NDArray[Any]], tuple[int, ...]]:
+    """``raw`` with the partner's marks on its class scores (and label output), and which rows.
+
+    Left as it is when the model has no class scores, or when its labels are not
+    named and not column indices (no way to name the swapped class).
+    """
+    scores = raw.get(SCORES_OUTPUT)
+    label_out = raw.get(LABEL_OUTPUT)
+    if scores is None or scores.ndim != 2 or scores.shape[1] < 2:
+        return raw, ()
+    if labels is None and label_out is not None and label_out.dtype.kind not in "iu":
+        return raw, ()
+    secret, scope = watermark
+    mark = Watermark(PrfKey(secret), scope, classes=int(scores.shape[1]))
+    new_scores, selected = mark.apply(values, scores)
+    chosen = tuple(int(i) for i in np.nonzero(selected)[0])
+    if not chosen:
+        return raw, ()
+    changed = dict(raw)
+    changed[SCORES_OUTPUT] = new_scores.astype(scores.dtype)
+    if label_out is not None:
+        columns: Sequence[str | int] = labels if labels is not None else range(scores.shape[1])
+        new_labels = np.array(label_out, copy=True).reshape(-1)
+        for i in chosen:
+            new_labels[i] = columns[int(np.argmax(new_scores[i]))]
+        changed[LABEL_OUTPUT] = new_labels.reshape(label_out.shape)
+    return changed, chosen
 
 
 def _check_name(model: str, version: str | None) -> None:

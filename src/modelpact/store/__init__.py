@@ -23,6 +23,8 @@ types.
 - ``work.monitor`` (:class:`MonitorRepository`) keeps what the extraction monitor
   needs: training summaries per model version, detector state and the response in
   force per partner, charter and model.
+- ``work.watermarks`` (:class:`WatermarkRepository`) keeps each partner's sealed
+  watermark keys and the sealed queries its watermark marked.
 - ``work.state`` (:class:`StateRepository`) is a counter that every write to
   partners, charters, models or session revocations increments, so a reader
   can tell in one read whether anything it keeps may have changed.
@@ -44,6 +46,7 @@ from modelpact.store.interfaces import (
     Store,
     UnitOfWork,
     UsageRepository,
+    WatermarkRepository,
 )
 from modelpact.store.records import (
     CHARTER_STATUSES,
@@ -52,6 +55,7 @@ from modelpact.store.records import (
     ChallengeRecord,
     CharterRecord,
     CheckpointRecord,
+    MarkRecord,
     ModelRecord,
     ModelVersionRecord,
     MonitorStateRecord,
@@ -76,6 +80,7 @@ __all__ = [
     "CharterRepository",
     "CheckpointRecord",
     "LocalArtifactStore",
+    "MarkRecord",
     "ModelRecord",
     "ModelRepository",
     "ModelVersionRecord",
@@ -93,6 +98,7 @@ __all__ = [
     "UsageRecord",
     "UsageRepository",
     "UsageTotal",
+    "WatermarkRepository",
     "check_artifact_key",
     "open_store",
     "redacted_url",

@@ -32,6 +32,8 @@ __all__ = [
     "state_changes",
     "training_summaries",
     "usage",
+    "watermark_keys",
+    "watermark_marks",
 ]
 
 NAMING_CONVENTION = {
@@ -259,4 +261,30 @@ protections = sa.Table(
     sa.CheckConstraint(
         "response IN ('alert', 'throttle', 'harden', 'suspend', 'revoke')", name="response"
     ),
+)
+
+
+# Each partner's watermark key and mark key, sealed under the workspace's KEK (JSON text).
+watermark_keys = sa.Table(
+    "watermark_keys",
+    metadata,
+    sa.Column("partner_id", sa.String(), sa.ForeignKey("partners.id"), primary_key=True),
+    sa.Column("sealed", sa.Text(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+)
+
+# The queries a partner's watermark marked, and the labels they got, sealed under that
+# partner's mark key: what attribution replays to a suspect model.
+watermark_marks = sa.Table(
+    "watermark_marks",
+    metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("partner_id", sa.String(), nullable=False, index=True),
+    sa.Column("charter_id", sa.String(), nullable=False),
+    sa.Column("model", sa.String(), nullable=False),
+    sa.Column("version", sa.String(), nullable=False),
+    sa.Column("rows", sa.Integer(), nullable=False),
+    sa.Column("sealed", sa.Text(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.CheckConstraint("rows >= 1", name="rows"),
 )

@@ -27,6 +27,7 @@ from modelpact.store._sql_session import Session
 from modelpact.store._sql_sessions import SqlSessionRepository
 from modelpact.store._sql_state import SqlStateRepository
 from modelpact.store._sql_usage import SqlUsageRepository
+from modelpact.store._sql_watermarks import SqlWatermarkRepository
 from modelpact.store.records import (
     CHARTER_STATUSES,
     PARTNER_STATUSES,
@@ -291,7 +292,7 @@ class SqlCharterRepository:
 
 
 class SqlUnitOfWork:
-    """:class:`~modelpact.store.interfaces.UnitOfWork`: eight repositories on one transaction.
+    """:class:`~modelpact.store.interfaces.UnitOfWork`: nine repositories on one transaction.
 
     The partner, model, charter and session repositories bump ``state`` with each write
     that changes what a request depends on.
@@ -307,3 +308,4 @@ class SqlUnitOfWork:
         self.sessions = SqlSessionRepository(session, self.state)
         self.usage = SqlUsageRepository(session)
         self.monitor = SqlMonitorRepository(session, self.state)
+        self.watermarks = SqlWatermarkRepository(session)

@@ -33,6 +33,7 @@ from modelpact.store.records import (
     ChallengeRecord,
     CharterRecord,
     CheckpointRecord,
+    MarkRecord,
     ModelRecord,
     ModelVersionRecord,
     MonitorStateRecord,
@@ -354,6 +355,30 @@ class MonitorRepository(Protocol):
         ...
 
 
+class WatermarkRepository(Protocol):
+    """Each partner's sealed watermark key, and the sealed queries its watermark marked."""
+
+    def key(self, partner_id: str) -> str | None:
+        """The partner's sealed keys, or None."""
+        ...
+
+    def add_key(self, partner_id: str, sealed: str, at: datetime) -> None:
+        """Keep the partner's sealed keys; ``AlreadyExists`` if it has some."""
+        ...
+
+    def partners(self) -> builtins.list[str]:
+        """Every partner with a watermark key, by id."""
+        ...
+
+    def add_marks(self, record: MarkRecord) -> None:
+        """Keep one request's sealed marked queries."""
+        ...
+
+    def marks(self, partner_id: str, model: str | None = None) -> builtins.list[MarkRecord]:
+        """The partner's marked queries (of one model), oldest first."""
+        ...
+
+
 class StateRepository(Protocol):
     """A counter that every write to what a request depends on increments.
 
@@ -400,6 +425,9 @@ class UnitOfWork(Protocol):
 
     @property
     def monitor(self) -> MonitorRepository: ...
+
+    @property
+    def watermarks(self) -> WatermarkRepository: ...
 
 
 class AuditNodeReader(Protocol):

@@ -23,6 +23,7 @@ __all__ = [
     "ChallengeRecord",
     "CharterRecord",
     "CheckpointRecord",
+    "MarkRecord",
     "ModelRecord",
     "ModelVersionRecord",
     "MonitorStateRecord",
@@ -315,3 +316,26 @@ class ProtectionRecord:
             raise InvalidInput(f"unknown response {self.response!r}")
         require_aware(self.since, "since")
         _require_text(self.evidence, "evidence")
+
+
+@dataclass(frozen=True, slots=True)
+class MarkRecord:
+    """One answered request's watermarked queries and the labels they were given, sealed.
+
+    ``sealed`` is opaque text (sealed under the partner's mark key); ``rows`` how many.
+    """
+
+    partner_id: str
+    charter_id: str
+    model: str
+    version: str
+    rows: int
+    sealed: str
+    created_at: datetime
+
+    def __post_init__(self) -> None:
+        for name in ("partner_id", "charter_id", "model", "version", "sealed"):
+            _require_text(getattr(self, name), name)
+        if not isinstance(self.rows, int) or isinstance(self.rows, bool) or self.rows < 1:
+            raise InvalidInput(f"rows must be a positive integer: {self.rows!r}")
+        require_aware(self.created_at, "created_at")

@@ -1,0 +1,29 @@
+"""Per-partner output watermarks and the statistics that attribute a leaked copy (pure).
+
+- :class:`Watermark` — one partner's marks on one model version: a keyed selection of
+  about 0.5% of queries whose answer is swapped to a keyed alternative class (after DAWN,
+  Szyller et al. 2021), and, for binary models, a small keyed tilt of the decision
+  function that a faithful linear copy inherits.
+- :mod:`modelpact.marks.attribution` — the tests: matches with a partner's swapped labels
+  against the chance rate (one-sided binomial), and the angle between a suspect's deviation
+  from the model and a partner's tilt direction against a random direction's.
+"""
+
+from modelpact.marks.attribution import (
+    Evidence,
+    chance_rate,
+    deviation,
+    flip_test,
+    tilt_test,
+)
+from modelpact.marks.watermark import RATE, Watermark
+
+__all__ = [
+    "RATE",
+    "Evidence",
+    "Watermark",
+    "chance_rate",
+    "deviation",
+    "flip_test",
+    "tilt_test",
+]

@@ -1,0 +1,108 @@
+"""Attributing a suspect model to a partner: two one-sided tests, each with its p-value.
+
+- :func:`flip_test`: replay a partner's marked queries to the suspect and count how often
+  it gives the partner's swapped label.  A model that never saw the answers gives that
+  label no more often than it disagrees with the original model at all (on a binary model
+  exactly that; on k classes at most that), which :func:`chance_rate` measures on
+  unmarked rows; the p-value is the binomial tail of the matches at that rate.
+- :func:`tilt_test`: the suspect's deviation from the original model, as a direction in
+  standardised feature space (:func:`deviation`), with the model's own direction
+  projected out, against the partner's tilt direction (likewise projected).  For a
+  direction unrelated to the partner's, the cosine is that of a uniformly random unit
+  vector in ``m`` dimensions, whose tail is a regularised incomplete beta function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy import special, stats
+
+from modelpact.errors import InvalidInput
+
+__all__ = ["Evidence", "chance_rate", "deviation", "flip_test", "tilt_test"]
+
+#: The smallest chance rate a test assumes: a suspect that agrees with the model on every
+#: probe row still gets the benefit of the doubt of one disagreement in a thousand.
+_MIN_CHANCE = 1e-3
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """One test of a suspect against one partner's watermark."""
+
+    partner: str
+    test: str  # "flip" or "tilt"
+    statistic: float  # matches / marks, or the cosine
+    chance: float  # the rate (flip) or 0 (tilt) the null hypothesis allows
+    count: int  # marks replayed (flip) or dimensions (tilt)
+    p_value: float
+
+    def explain(self) -> str:
+        if self.test == "flip":
+            return (
+                f"{round(self.statistic * self.count)} of {self.count} marked queries answered "
+                f"with {self.partner}'s swapped label (chance at most {self.chance:.3g}): "
+                f"p = {self.p_value:.3g}"
+            )
+        return (
+            f"deviation from the model points along {self.partner}'s tilt: cosine "
+            f"{self.statistic:.3f} in {self.count} dimensions: p = {self.p_value:.3g}"
+        )
+
+
+def chance_rate(suspect: Any, original: Any) -> float:
+    """How often the suspect's labels differ from the original's on unmarked probe rows."""
+    a, b = np.asarray(suspect), np.asarray(original)
+    if a.shape != b.shape or a.size == 0:
+        raise InvalidInput("chance rate needs the same, non-empty probe rows for both models")
+    return max(float(np.mean(a != b)), _MIN_CHANCE)
+
+
+def flip_test(partner: str, suspect: Any, swapped: Any, chance: float) -> Evidence:
+    """The suspect's labels on a partner's marked queries against the labels it was given."""
+    answers, marks = np.asarray(suspect), np.asarray(swapped)
+    if answers.shape != marks.shape:
+        raise InvalidInput("one suspect label per marked query")
+    n = int(marks.size)
+    matches = int(np.sum(answers == marks))
+    p = float(stats.binom.sf(matches - 1, n, chance)) if n else 1.0
+    return Evidence(partner, "flip", matches / n if n else 0.0, chance, n, p)
+
+
+def deviation(suspect_logits: Any, original_logits: Any, standard: Any) -> npt.NDArray[np.float64]:
+    """The least-squares direction of ``suspect - original`` log-odds over standardised rows."""
+    z = np.asarray(standard, dtype=np.float64)
+    gap = np.asarray(suspect_logits, dtype=np.float64) - np.asarray(original_logits)
+    design = np.hstack([z, np.ones((len(z), 1))])
+    solution, *_ = np.linalg.lstsq(design, gap, rcond=None)
+    direction: npt.NDArray[np.float64] = solution[:-1]
+    return direction
+
+
+def _without(vector: npt.NDArray[np.float64], axis: npt.NDArray[np.float64]) -> Any:
+    unit = axis / np.linalg.norm(axis)
+    return vector - (vector @ unit) * unit
+
+
+def tilt_test(
+    partner: str,
+    deviation_: npt.NDArray[np.float64],
+    model_direction: npt.NDArray[np.float64],
+    tilt: npt.NDArray[np.float64],
+) -> Evidence:
+    """Cosine between the suspect's deviation and the partner's tilt, the model's own
+    direction (a copy's scale and bias differ from the model's anyway) projected out of both."""
+    v, u = _without(deviation_, model_direction), _without(tilt, model_direction)
+    dims = len(u) - 1
+    norms = float(np.linalg.norm(v) * np.linalg.norm(u))
+    cosine = float(v @ u / norms) if norms > 0 else 0.0
+    if cosine <= 0 or dims < 2:
+        p = 1.0
+    else:
+        # P(cos >= c) for a uniformly random unit vector in `dims` dimensions.
+        p = float(0.5 * special.betainc((dims - 1) / 2, 0.5, 1 - cosine**2))
+    return Evidence(partner, "tilt", cosine, 0.0, dims, p)

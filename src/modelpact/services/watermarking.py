@@ -1,0 +1,153 @@
+"""Each partner's watermark key, and the marked queries attribution replays later.
+
+A partner's keys are made the first time a charter that asks for watermarks serves it:
+a PRF key (which answers to mark, and how: :class:`~modelpact.marks.Watermark`) and a
+*mark key* that seals the queries it marked.  Both are kept in one row, sealed under a
+data key wrapped by the workspace's KEK and bound to the partner's id; destroying that
+row (at the end of the charter's retention period) makes the partner's marks unreadable.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from modelpact.crypto import DataKey, PrfKey
+from modelpact.errors import AlreadyExists, InvalidInput
+from modelpact.services.workspace import Workspace
+from modelpact.store import MarkRecord
+
+__all__ = ["Marks", "PartnerKeys", "WatermarkDesk"]
+
+_KEYS = "modelpact-watermark-keys/v1"
+_MARKS = "modelpact-watermark-marks/v1"
+
+
+@dataclass(frozen=True)
+class PartnerKeys:
+    prf: PrfKey
+    marks: DataKey
+
+
+@dataclass(frozen=True)
+class Marks:
+    """One request's marked queries of a model version, and the labels they were given."""
+
+    charter: str
+    model: str
+    version: str
+    rows: list[list[float]]
+    labels: list[Any]
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+class WatermarkDesk:
+    """Partners' watermark keys (kept in memory once read) and their marked queries."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self._ws = workspace
+        self._lock = threading.Lock()
+        self._keys: dict[str, PartnerKeys] = {}
+
+    def kept(self, partner: str) -> PartnerKeys | None:
+        """The partner's keys if they are in memory already (for the event loop)."""
+        return self._keys.get(partner)
+
+    def keys(self, partner: str) -> PartnerKeys:
+        """The partner's keys, made and kept on first use."""
+        found = self._keys.get(partner)
+        if found is not None:
+            return found
+        ad = f"watermark-keys/{partner}".encode()
+        with self._ws.store.unit_of_work() as uow:
+            sealed = uow.watermarks.key(partner)
+            if sealed is None:
+                keys = PartnerKeys(PrfKey.generate(), DataKey.generate())
+                wrapper = DataKey.generate()
+                secret = keys.prf.secret() + keys.marks.secret()
+                document = {
+                    "format": _KEYS,
+                    "wrapped": _b64(self._ws.kek().wrap(wrapper, ad)),
+                    "sealed": _b64(wrapper.seal(secret, ad)),
+                }
+                try:
+                    uow.watermarks.add_key(partner, json.dumps(document), self._ws.clock())
+                except AlreadyExists:  # another gateway made them meanwhile: read theirs
+                    sealed = uow.watermarks.key(partner)
+            if sealed is not None:
+                keys = self._open(sealed, ad)
+        with self._lock:
+            return self._keys.setdefault(partner, keys)
+
+    def _open(self, sealed: str, ad: bytes) -> PartnerKeys:
+        try:
+            document = json.loads(sealed)
+            if document["format"] != _KEYS:
+                raise InvalidInput("not sealed watermark keys")
+            wrapped = base64.b64decode(document["wrapped"], validate=True)
+            box = base64.b64decode(document["sealed"], validate=True)
+        except (KeyError, TypeError, ValueError):
+            raise InvalidInput("not sealed watermark keys") from None
+        secret = self._ws.kek().unwrap(wrapped, ad).open(box, ad)  # Tampered if changed
+        return PartnerKeys(PrfKey(secret[: PrfKey.SIZE]), DataKey(secret[PrfKey.SIZE :]))
+
+    def record(
+        self,
+        partner: str,
+        charter: str,
+        model: str,
+        version: str,
+        rows: Sequence[Sequence[float]],
+        labels: Sequence[Any],
+    ) -> None:
+        """Keep one request's marked queries, sealed under the partner's mark key."""
+        if not rows or len(rows) != len(labels):
+            raise InvalidInput("marks need one label per row")
+        keys = self.keys(partner)
+        ad = f"watermark-marks/{partner}/{charter}/{model}/{version}".encode()
+        body = json.dumps({"rows": [list(r) for r in rows], "labels": list(labels)}).encode()
+        document = {"format": _MARKS, "sealed": _b64(keys.marks.seal(body, ad))}
+        with self._ws.store.unit_of_work() as uow:
+            uow.watermarks.add_marks(
+                MarkRecord(
+                    partner_id=partner,
+                    charter_id=charter,
+                    model=model,
+                    version=version,
+                    rows=len(rows),
+                    sealed=json.dumps(document),
+                    created_at=self._ws.clock(),
+                )
+            )
+
+    def partners(self) -> list[str]:
+        with self._ws.store.unit_of_work(read_only=True) as uow:
+            return uow.watermarks.partners()
+
+    def marks(self, partner: str, model: str | None = None) -> list[Marks]:
+        """The partner's marked queries (of one model), opened."""
+        keys = self.keys(partner)
+        with self._ws.store.unit_of_work(read_only=True) as uow:
+            records = uow.watermarks.marks(partner, model)
+        opened = []
+        for record in records:
+            ad = (
+                f"watermark-marks/{partner}/{record.charter_id}/{record.model}/{record.version}"
+            ).encode()
+            try:
+                document = json.loads(record.sealed)
+                box = base64.b64decode(document["sealed"], validate=True)
+            except (KeyError, TypeError, ValueError):
+                raise InvalidInput("not sealed watermark marks") from None
+            body = json.loads(keys.marks.open(box, ad))
+            opened.append(
+                Marks(record.charter_id, record.model, record.version, body["rows"], body["labels"])
+            )
+        return opened

@@ -1,0 +1,101 @@
+"""Watermarks through the gateway: deterministic per partner, kept sealed, attributed."""
+
+from __future__ import annotations
+
+import base64
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.datasets import load_breast_cancer
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from modelpact.audit.entries import AccessEntry
+from modelpact.runtime import export_sklearn
+from modelpact.services import Workspace
+from modelpact.services.attribution import attribute
+from modelpact.services.watermarking import WatermarkDesk
+from tests.gateway.conftest import MODEL, client, entries, run
+
+FEATURES = load_breast_cancer().data
+
+
+def queries(seed: int, count: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    picked = FEATURES[rng.integers(0, len(FEATURES), count)]
+    return picked + rng.normal(0.0, 0.3, picked.shape) * FEATURES.std(axis=0)
+
+
+def labels_of(outputs: list[dict[str, Any]]) -> list[int]:
+    """The class each answer scores highest; -1 where its rounded scores tie (the grant
+    shows scores to 2 decimals)."""
+    found = []
+    for output in outputs:
+        ranked = sorted(output["scores"], key=lambda s: -s["score"])
+        tie = ranked[0]["score"] == ranked[1]["score"]
+        found.append(-1 if tie else int(ranked[0]["label"]))
+    return found
+
+
+def ask(app: Any, ws: Workspace, partner: str, rows: np.ndarray) -> list[int]:
+    async def scenario() -> list[int]:
+        answered: list[int] = []
+        async with client(app, ws, partner=partner) as sdk:
+            for start in range(0, len(rows), 64):
+                prediction = await sdk.predict(MODEL, rows[start : start + 64])
+                answered += labels_of(prediction.outputs)
+        return answered
+
+    return run(scenario())
+
+
+def test_marks_are_per_partner_deterministic_sealed_and_attribute_a_copy(
+    app: Any, ws: Workspace, gateway: Any, onnx_model: bytes, tmp_path: Path
+) -> None:
+    rows = queries(0, 3000)
+    acme = ask(app, ws, "acme", rows)
+    assert ask(app, ws, "acme", rows[:640]) == acme[:640]  # the same query, the same answer
+    globex = ask(app, ws, "globex", rows[:1000])
+    assert globex != acme[:1000]  # the same queries, marked by another key
+    desk = WatermarkDesk(ws)
+    acme_marks = [row for m in desk.marks("acme", MODEL) for row in m.rows]
+    globex_marks = [row for m in desk.marks("globex", MODEL) for row in m.rows]
+    assert 5 <= len({tuple(r) for r in acme_marks}) <= 40  # about 0.5% of 3,000 distinct rows
+    assert acme_marks and globex_marks
+    assert not {tuple(r) for r in globex_marks} & {tuple(r) for r in acme_marks}
+    # A marked answer is the model's answer swapped; every other answer is the model's own.
+    reference = gateway.models.predictor(MODEL, "1.0.0")
+    own = np.asarray(reference.predict(rows.astype(np.float64))["label"]).reshape(-1)
+    marked = {tuple(r) for r in acme_marks}
+    for row, label, model_label in zip(rows.tolist(), acme, own.tolist(), strict=True):
+        if label != -1:
+            assert (label != model_label) == (tuple(row) in marked)
+    # Keys are sealed at rest: the secret's bytes are nowhere in the row.
+    secret = desk.keys("acme").prf.secret()
+    with ws.store.unit_of_work() as uow:
+        stored = uow.watermarks.key("acme") or ""
+        sealed_marks = uow.watermarks.marks("acme")[0].sealed
+    assert base64.b64encode(secret).decode() not in stored and secret.hex() not in stored
+    assert json.dumps(acme_marks[0][0]) not in sealed_marks
+    # Nothing a partner sees says which answers were marked.
+    for entry in entries(ws):
+        if isinstance(entry, AccessEntry):
+            assert not any("mark" in reason for reason in entry.reasons)
+
+    # A copy trained on acme's answers is attributed to acme, and to nobody else; the model
+    # itself, which never saw anyone's answers, to nobody.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        copy = make_pipeline(
+            StandardScaler(), MLPClassifier(hidden_layer_sizes=(128, 64), max_iter=800)
+        ).fit(rows[np.asarray(acme) >= 0], np.asarray(acme)[np.asarray(acme) >= 0])
+    found = attribute(ws, export_sklearn(copy), model=MODEL, probe=FEATURES)
+    assert [e.partner for e in found.named] == ["acme"]
+    assert "acme" in found.explain() and found.partners == 2
+    innocent = attribute(ws, onnx_model, model=MODEL, probe=FEATURES)
+    assert innocent.named == [] and "No partner is named" in innocent.explain()

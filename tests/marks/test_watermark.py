@@ -1,0 +1,116 @@
+"""Watermarks: deterministic, keyed, at most the rate, and the tests that attribute a copy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.datasets import load_breast_cancer
+
+from modelpact.crypto import PrfKey
+from modelpact.errors import InvalidInput
+from modelpact.marks import Watermark, chance_rate, deviation, flip_test, tilt_test
+from modelpact.monitor import TrainingSummary
+
+ROWS = load_breast_cancer().data
+
+
+def scores(n: int, classes: int, seed: int = 0) -> np.ndarray:
+    raw = np.random.default_rng(seed).random((n, classes)) + 0.01
+    return raw / raw.sum(axis=1, keepdims=True)
+
+
+def test_the_same_query_always_gets_the_same_answer_and_keys_differ() -> None:
+    key = PrfKey.generate()
+    rows = np.random.default_rng(1).normal(size=(4000, 5))
+    first, marked = Watermark(key, "m@1", classes=3).apply(rows, scores(4000, 3))
+    again, marked_again = Watermark(key, "m@1", classes=3).apply(rows, scores(4000, 3))
+    assert np.array_equal(first, again) and np.array_equal(marked, marked_again)
+    other = Watermark(PrfKey.generate(), "m@1", classes=3).marked(rows)
+    elsewhere = Watermark(key, "m@2", classes=3).marked(rows)
+    assert marked.any() and not np.array_equal(marked, other)  # another partner's marks
+    assert not np.array_equal(marked, elsewhere)  # another model version's marks
+    assert 0.002 < marked.mean() < 0.009  # about the 0.5% rate
+    assert np.array_equal(Watermark(key, "m@1", classes=3).marked(-0.0 * rows[:3]),
+                          Watermark(key, "m@1", classes=3).marked(0.0 * rows[:3]))  # fmt: skip
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(2, 12), st.integers(0, 2**31))
+def test_a_marked_answer_swaps_its_top_class_for_another_and_keeps_its_scores(
+    classes: int, seed: int
+) -> None:
+    rows = np.random.default_rng(seed).normal(size=(600, 3))
+    given_scores = scores(600, classes, seed)
+    out, marked = Watermark(PrfKey.generate(), "m@1", classes=classes, rate=0.05).apply(
+        rows, given_scores
+    )
+    assert np.allclose(np.sort(out, axis=1), np.sort(given_scores, axis=1))
+    unmarked = ~marked
+    assert np.array_equal(out[unmarked], given_scores[unmarked])
+    changed = out[marked].argmax(axis=1) != given_scores[marked].argmax(axis=1)
+    ties = np.isclose(
+        np.sort(given_scores[marked], 1)[:, -1], np.sort(given_scores[marked], 1)[:, -2]
+    )
+    assert np.all(changed | ties)
+
+
+def test_the_tilt_moves_log_odds_along_a_keyed_direction() -> None:
+    summary = TrainingSummary.fit(ROWS)
+    key = PrfKey.generate()
+    mark = Watermark(key, "m@1", classes=2, rate=0.0, tilt=0.5, summary=summary)
+    given_scores = scores(len(ROWS), 2)
+    out, marked = mark.apply(ROWS, given_scores)
+    assert not marked.any()
+    moved = np.log(out[:, 1] / out[:, 0]) - np.log(given_scores[:, 1] / given_scores[:, 0])
+    assert np.allclose(moved, 0.5 * summary.standardise(ROWS) @ mark.direction())
+    assert np.allclose(out.sum(axis=1), 1.0)
+    assert abs(np.linalg.norm(mark.direction()) - 1) < 1e-12
+    assert not np.allclose(
+        mark.direction(),
+        Watermark(PrfKey.generate(), "m@1", classes=2, tilt=0.5, summary=summary).direction(),
+    )
+    with pytest.raises(InvalidInput):
+        Watermark(key, "m@1", classes=3, tilt=0.5, summary=summary)
+    with pytest.raises(InvalidInput):
+        Watermark(key, "m@1", classes=2, rate=0.2)
+
+
+def test_flip_test_names_a_copy_that_learnt_the_marks_and_not_one_that_did_not() -> None:
+    swapped = np.array([1, 0, 1, 1, 0] * 5)
+    learnt = flip_test("acme", swapped, swapped, chance=0.04)
+    assert learnt.statistic == 1.0 and learnt.p_value < 1e-30
+    assert "25 of 25" in learnt.explain()
+    independent = flip_test("acme", 1 - swapped, swapped, chance=0.04)
+    assert independent.p_value == 1.0
+    assert chance_rate([0, 1, 1, 1], [0, 1, 1, 0]) == 0.25
+    assert chance_rate([1, 1], [1, 1]) == 1e-3  # never zero: the benefit of the doubt
+    with pytest.raises(InvalidInput):
+        flip_test("acme", [1, 2], [1], chance=0.1)
+
+
+def test_tilt_test_tails_are_those_of_a_random_direction() -> None:
+    rng = np.random.default_rng(0)
+    dims = 30
+    w = rng.normal(size=dims)
+    cosines = []
+    p_values = []
+    for _ in range(2000):
+        v, u = rng.normal(size=dims), rng.normal(size=dims)
+        evidence = tilt_test("p", v, w, u)
+        cosines.append(evidence.statistic)
+        p_values.append(evidence.p_value)
+    # For unrelated directions the p-value is uniform on its upper half: P(p < a) = a.
+    assert abs(np.mean(np.array(p_values) < 0.1) - 0.1) < 0.03
+    aligned = tilt_test("p", 3 * w + rng.normal(size=dims) * 0.01 + 5 * np.eye(dims)[0], w,
+                        np.eye(dims)[0])  # fmt: skip
+    assert aligned.p_value < 1e-12 and aligned.statistic > 0.99
+
+
+def test_deviation_recovers_a_linear_difference() -> None:
+    rng = np.random.default_rng(2)
+    z = rng.normal(size=(500, 6))
+    direction = rng.normal(size=6)
+    found = deviation(z @ direction + 0.3, np.zeros(500), z)
+    assert np.allclose(found, direction)
