@@ -147,7 +147,7 @@ def run(name: str, args: argparse.Namespace) -> None:
             for index, mark in enumerate(marks):
                 rows, swapped = marked_sets[index]
                 tests = [flip_test(str(index), suspect.predict(rows), swapped, chance)]
-                if suspect_logit is not None and model_direction is not None:
+                if tilt and suspect_logit is not None and model_direction is not None:
                     v = deviation(suspect_logit, original_logit, z)
                     tests.append(tilt_test(str(index), v, model_direction, mark.direction()))
                 p = min(t.p_value for t in tests) * len(tests)  # Bonferroni over the tests

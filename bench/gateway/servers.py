@@ -174,13 +174,22 @@ def mlserver_scores(server: Server, rows: list[list[float]]) -> list[float]:
 
 
 def check_agreement(servers: list[Server], rows: list[list[float]]) -> None:
-    """Every server gives the same P(class 1) on the same rows, or the comparison is void."""
+    """Every server gives the same P(class 1) on the same rows, or the comparison is void.
+
+    A row the secure path's watermark marked (about 1 in 200) answers the other class's
+    score: P(class 1) becomes 1 - P(class 1).  One such row of the few compared is allowed.
+    """
     answers = {server.label: server.scores(server, rows) for server in servers}
     reference_label, reference = next(iter(answers.items()))
     for label, scores in answers.items():
         if len(scores) != len(reference):
             raise RuntimeError(f"{label} answered {len(scores)} rows of {len(reference)}")
-        worst = max(abs(a - b) for a, b in zip(scores, reference, strict=True))
+        gaps = [abs(a - b) for a, b in zip(scores, reference, strict=True)]
+        swapped = [
+            i for i, gap in enumerate(gaps)
+            if gap > AGREEMENT and abs(scores[i] - (1 - reference[i])) <= AGREEMENT
+        ]  # fmt: skip
+        worst = max((g for i, g in enumerate(gaps) if i not in swapped[:1]), default=0.0)
         if worst > AGREEMENT:
             raise RuntimeError(
                 f"{label} and {reference_label} disagree on the same rows (by {worst:.2g})"
