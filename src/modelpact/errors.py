@@ -29,6 +29,7 @@ __all__ = [
     "AlreadyExists",
     "AttestationFailed",
     "AuditUnavailable",
+    "BudgetExhausted",
     "CharterInvalid",
     "Denied",
     "Expired",
@@ -118,6 +119,10 @@ class Denied(ModelpactError):
 
 class Unauthenticated(Denied):
     """No valid session: a missing, unknown, revoked or expired token, or a bad proof of key."""
+
+
+class BudgetExhausted(Denied):
+    """A partner's privacy budget on a noised grant is spent: no further answers, ever."""
 
 
 class Expired(ModelpactError):

@@ -31,6 +31,7 @@ __all__ = [
     "InclusionProof",
     "PredictRequest",
     "PredictResponse",
+    "PrivacyBudget",
     "Problem",
     "Receipt",
     "ServingMeasurement",
@@ -115,6 +116,17 @@ class PredictResponse(_Wire):
     version: str
     outputs: list[dict[str, object]]
     receipt: Receipt
+
+
+class PrivacyBudget(_Wire):
+    """What is left of a partner's privacy budget on a noised grant."""
+
+    charter: str
+    model: str
+    epsilon: float = Field(description="each answered row's privacy loss")
+    budget: float | None = Field(description="the charter's total; null: unlimited")
+    spent: float
+    left: float | None = Field(description="budget - spent; null: unlimited")
 
 
 class CheckpointDocument(_Wire):

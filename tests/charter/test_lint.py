@@ -65,7 +65,7 @@ def test_validity_over_a_year_from_29_february() -> None:
 
 @pytest.mark.parametrize(
     "output",
-    ["{kind: scores}", "{kind: top_k, k: 3}", "{kind: noised_scores, epsilon: 1.0}"],
+    ["{kind: scores}", "{kind: top_k, k: 3}", "{kind: noised_scores, epsilon: 1.0, budget: 9}"],
 )
 def test_unrounded_scores(output: str) -> None:
     text = example_text({20: f"    output: {output}"}, drop=(21, 22))
@@ -81,10 +81,19 @@ def test_outputs_without_scores_need_no_rounding(output: str) -> None:
 def test_weak_privacy_budget() -> None:
     text = example_text(
         {21: "      kind: noised_scores", 22: "      epsilon: 50"},
-        insert={22: ["      decimals: 2"]},
+        insert={22: ["      decimals: 2", "      budget: 500"]},
     )
     assert findings(text) == [("warning", 22, "grants[0].output.epsilon")]
     assert messages(text)[0].startswith("epsilon 50 is over 10")
+
+
+def test_unbounded_privacy() -> None:
+    text = example_text(
+        {21: "      kind: noised_scores", 22: "      epsilon: 1"},
+        insert={22: ["      decimals: 2"]},
+    )
+    assert findings(text) == [("warning", 21, "grants[0].output.kind")]
+    assert "without a budget" in messages(text)[0]
 
 
 def test_no_daily_quota_also_flags_uninspectable_actions() -> None:
@@ -222,5 +231,5 @@ def test_lint_without_lines_and_with_own_rules() -> None:
 
 def test_rules_are_named_functions() -> None:
     names = [rule.__name__ for rule in RULES]
-    assert len(set(names)) == len(names) == 14
+    assert len(set(names)) == len(names) == 15
     assert "overlapping_grants" in names

@@ -105,6 +105,8 @@ def test_charter_is_immutable() -> None:
         ({"kind": "scores", "k": 3}, "k applies only to top_k"),
         ({"kind": "noised_scores"}, "needs epsilon"),
         ({"kind": "scores", "epsilon": 1.0}, "epsilon applies only"),
+        ({"kind": "scores", "budget": 5.0}, "budget applies only"),
+        ({"kind": "noised_scores", "epsilon": 2.0, "budget": 1.0}, "smaller than one answer"),
         ({"kind": "label", "decimals": 2}, "decimals does not apply"),
         ({"kind": "embedding", "decimals": 2}, "decimals does not apply"),
     ],

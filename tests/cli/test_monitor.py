@@ -57,9 +57,10 @@ def test_redteam_writes_its_table_and_plot_and_marks_the_monitor(
     report = json.loads((out / "report.json").read_text())
     assert report["ladder"] == ["throttle", "harden", "suspend"]
     curves = {(c["attack"], c["policy"]): c for c in report["curves"]}
-    # Exact scores: equation solving recovers the model, and the monitor sees perturbations.
+    # Exact scores: equation solving recovers the model (less well when one of its answers
+    # was a watermark's swap: about one run in two), and the monitor sees perturbations.
     exact = curves[("equation-solving", "scores")]
-    assert exact["points"][-1][1] >= 0.95
+    assert exact["points"][-1][1] >= 0.85
     assert exact["marks"] and exact["marks"][0][1] == "throttle"
     assert exact["logged"] is not None  # the gateway's own log holds the incident
     # Labels only: equation solving cannot even start, and the report says why.

@@ -208,15 +208,34 @@ def test_non_finite_model_output_is_an_error_not_a_crash(bad: float, policy: Out
             shape_outputs({"variable": np.array([[1.0], [bad]])}, policy, labels=None)
 
 
-@pytest.mark.parametrize(
-    "policy",
-    [OutputPolicy(kind="noised_scores", epsilon=1.0), OutputPolicy(kind="embedding")],
-    ids=["noised_scores", "embedding"],
-)
-def test_kinds_not_served_yet_are_invalid_input(policy: OutputPolicy) -> None:
+def test_kinds_not_served_yet_are_invalid_input() -> None:
     with pytest.raises(InvalidInput, match="not supported by this gateway yet") as caught:
-        shape_outputs(RAW, policy, labels=None)
+        shape_outputs(RAW, OutputPolicy(kind="embedding"), labels=None)
     assert "\n" not in caught.value.summary
+
+
+def test_noised_scores_are_laplace_noised_probability_vectors() -> None:
+    from modelpact.runtime.privacy import SENSITIVITY, noised
+
+    truth = np.tile([[0.2, 0.8]], (20000, 1))
+    out = noised(truth, 4.0)
+    assert np.allclose(out.sum(axis=1), 1.0) and out.min() >= 0 and out.max() <= 1
+    # Laplace(scale 2/eps) before clipping: clipped values still average near the truth's
+    # side, and the spread shrinks as epsilon grows.
+    wide = noised(truth, 0.5)
+    assert np.std(out[:, 1]) < np.std(wide[:, 1])
+    assert 0.55 < np.mean(out[:, 1]) < 0.85
+    assert SENSITIVITY == 2.0
+    shaped = shape_outputs(
+        {"probabilities": np.array([[0.2, 0.8]])},
+        OutputPolicy(kind="noised_scores", epsilon=1.0, decimals=2),
+        labels=None,
+    )
+    scores = shaped[0]["scores"]
+    assert [s["label"] for s in scores] == [0, 1]
+    assert abs(sum(s["score"] for s in scores) - 1) <= 0.011
+    with pytest.raises(InvalidInput):
+        noised(truth, 0.0)
 
 
 def test_numpy_labels_come_out_as_plain_python_values() -> None:

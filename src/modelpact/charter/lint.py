@@ -32,6 +32,7 @@ __all__ = [
     "nobody_told",
     "overlapping_grants",
     "session_over_an_hour",
+    "unbounded_privacy",
     "uninspectable_volume",
     "unrounded_scores",
     "validity_over_a_year",
@@ -238,12 +239,24 @@ def weak_privacy_budget(charter: Charter) -> Iterator[Concern]:
             )
 
 
+def unbounded_privacy(charter: Charter) -> Iterator[Concern]:
+    for index, grant in enumerate(charter.grants):
+        if grant.output.kind is OutputKind.NOISED_SCORES and grant.output.budget is None:
+            yield Concern(
+                "warning",
+                ("grants", index, "output", "kind"),
+                "noised_scores without a budget: every answer leaks a little more, without "
+                "end; set output.budget",
+            )
+
+
 #: Every rule, in the order their findings are listed for the same line.
 RULES: tuple[LintRule, ...] = (
     no_expiry,
     validity_over_a_year,
     unrounded_scores,
     weak_privacy_budget,
+    unbounded_privacy,
     all_versions,
     overlapping_grants,
     uninspectable_volume,

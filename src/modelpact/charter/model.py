@@ -172,15 +172,20 @@ class OutputPolicy(_Strict):
     decimals: Annotated[int, Field(ge=0, le=6)] | None = None
     k: Annotated[int, Field(ge=1, le=1000)] | None = None
     epsilon: Annotated[float, Field(gt=0, le=100)] | None = None
+    budget: Annotated[float, Field(gt=0, le=1_000_000)] | None = None
 
     @model_validator(mode="after")
     def _fields_fit_kind(self) -> Self:
+        if self.budget is not None and self.kind is not OutputKind.NOISED_SCORES:
+            raise ValueError(f"budget applies only to noised_scores, not {self.kind.value}")
+        if self.budget is not None and self.epsilon is not None and self.budget < self.epsilon:
+            raise ValueError("the budget is smaller than one answer's epsilon")
         if self.kind is OutputKind.TOP_K and self.k is None:
             raise ValueError("output kind top_k needs k")
         if self.kind is not OutputKind.TOP_K and self.k is not None:
             raise ValueError(f"k applies only to top_k, not {self.kind.value}")
         if self.kind is OutputKind.NOISED_SCORES and self.epsilon is None:
-            raise ValueError("output kind noised_scores needs epsilon (the privacy budget)")
+            raise ValueError("output kind noised_scores needs epsilon (each answer's privacy loss)")
         if self.kind is not OutputKind.NOISED_SCORES and self.epsilon is not None:
             raise ValueError(f"epsilon applies only to noised_scores, not {self.kind.value}")
         if self.kind in (OutputKind.LABEL, OutputKind.EMBEDDING) and self.decimals is not None:

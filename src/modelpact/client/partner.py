@@ -57,6 +57,7 @@ from modelpact.wire import (
     InclusionProof,
     PredictRequest,
     PredictResponse,
+    PrivacyBudget,
     Receipt,
     SessionGrant,
     SignedAttestation,
@@ -276,6 +277,15 @@ class PartnerClient(_Base):
             return Prediction.from_wire(self._parse(response, PredictResponse))
         raise Unauthenticated("the gateway refused a fresh session")
 
+    def privacy_budget(self, model: str) -> PrivacyBudget:
+        """What is left of this partner's privacy budget on a noised grant of ``model``."""
+        if renew_due(self._grant, self._clock()):
+            self.open_session()
+        response = self._safe(
+            "GET", "/v1/privacy-budget", params={"model": model}, headers=self._headers()
+        )
+        return self._parse(response, PrivacyBudget)  # type: ignore[no-any-return]
+
     def attest(
         self,
         *,
@@ -478,6 +488,15 @@ class AsyncPartnerClient(_Base):
                 self._pending.append(prediction.receipt)
             return prediction
         raise Unauthenticated("the gateway refused a fresh session")
+
+    async def privacy_budget(self, model: str) -> PrivacyBudget:
+        """:meth:`PartnerClient.privacy_budget`, awaited."""
+        if renew_due(self._grant, self._clock()):
+            await self._ensure_session()
+        response = await self._safe(
+            "GET", "/v1/privacy-budget", params={"model": model}, headers=self._headers()
+        )
+        return self._parse(response, PrivacyBudget)  # type: ignore[no-any-return]
 
     async def attest(
         self,

@@ -22,6 +22,7 @@ from modelpact.audit.tree import verify_inclusion
 from modelpact.crypto import SigningKey, VerifyKey
 from modelpact.errors import (
     AuditUnavailable,
+    BudgetExhausted,
     Denied,
     Expired,
     InvalidInput,
@@ -141,6 +142,7 @@ def as_rows(data: Any) -> list[list[float]]:
 _BY_KIND: dict[str, type[ModelpactError]] = {
     "unauthenticated": Unauthenticated,
     "expired": Expired,
+    "budget-exhausted": BudgetExhausted,
     "denied": Denied,
     "quota-exhausted": QuotaExhausted,
     "not-found": NotFound,

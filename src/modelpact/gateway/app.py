@@ -38,6 +38,7 @@ from modelpact.charter import (
     Charter,
     ExtractionMonitor,
     IncidentResponse,
+    OutputKind,
     OutputPolicy,
 )
 from modelpact.charter import Response as Step
@@ -90,6 +91,7 @@ from modelpact.wire import (
     InclusionProof,
     PredictRequest,
     PredictResponse,
+    PrivacyBudget,
     Receipt,
     SessionGrant,
     SessionRequest,
@@ -351,6 +353,10 @@ class Gateway:
             charter = self.sessions.kept_charter(session)
             if charter is None or charter.limits.daily_quota is not None:
                 return None, False
+            if any(
+                g.model == model and g.output.budget is not None for g in charter.grants
+            ):  # a privacy budget is spent durably: the thread path
+                return None, False
             self.models.resolve(model, request.version, unit)
             self.decider.engine(unit)
             self.state.view(unit).protection(session.partner, session.charter, model)
@@ -491,6 +497,7 @@ class Gateway:
             if in_force(response, Step.HARDEN) and hardened(policy) != policy:
                 policy = hardened(policy)
                 reasons = (*reasons, "output hardened to label only by the extraction monitor")
+            self.meter.spend_privacy(session, model, policy, len(request.rows))
             self.meter.count(session, charter.limits, len(request.rows))
         except ModelpactError as error:
             return self._refused(base, error)
@@ -788,6 +795,42 @@ def create_app(
             return problem_response(outcome.error)
         assert outcome.response is not None
         return outcome.response.model_copy(update={"receipt": receipt})
+
+    @app.get(
+        "/v1/privacy-budget",
+        operation_id="getPrivacyBudget",
+        tags=["predictions"],
+        response_model=PrivacyBudget,
+    )
+    async def get_privacy_budget(
+        session: Session, model: Annotated[str, Query(pattern=_SLUG.pattern)]
+    ) -> PrivacyBudget:
+        """What is left of this session's privacy budget on a noised grant of ``model``."""
+
+        def read() -> PrivacyBudget:
+            charter = gw.sessions.charter(session)
+            grant = next(
+                (
+                    g
+                    for g in charter.grants
+                    if g.model == model and g.output.kind is OutputKind.NOISED_SCORES
+                ),
+                None,
+            )
+            if grant is None or grant.output.epsilon is None:
+                raise NotFound(f"no noised_scores grant of {model} under {charter.ref}")
+            left = gw.meter.privacy_left(session.partner, session.charter, model, grant.output)
+            budget = grant.output.budget
+            return PrivacyBudget(
+                charter=session.charter,
+                model=model,
+                epsilon=grant.output.epsilon,
+                budget=budget,
+                spent=0.0 if budget is None else round(budget - left, 6),
+                left=None if budget is None else left,
+            )
+
+        return await _thread(read)
 
     # -- the log ----------------------------------------------------------------------------
 

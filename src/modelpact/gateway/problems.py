@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from modelpact.errors import (
     AlreadyExists,
     AuditUnavailable,
+    BudgetExhausted,
     Denied,
     Expired,
     InvalidInput,
@@ -54,6 +55,7 @@ _KINDS: tuple[tuple[type[ModelpactError], int, str, str], ...] = (
     (Unauthenticated, 401, "unauthenticated", "Not authenticated"),
     (PredictionFailed, 500, "prediction-failed", "The model's answer cannot be served"),
     (Expired, 403, "expired", "Outside the charter's validity"),
+    (BudgetExhausted, 403, "budget-exhausted", "The privacy budget is spent"),
     (Denied, 403, "denied", "Denied by the charter"),
     (QuotaExhausted, 429, "quota-exhausted", "Limit reached"),
     (NotFound, 404, "not-found", "Not found"),

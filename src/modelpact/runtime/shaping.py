@@ -9,9 +9,11 @@ policy allows:
 - ``scores``  → ``{"scores": [{"label": l, "score": s}, ...]}``, every class in
   column order; for a regressor, which has no class scores, ``{"value": v}``.
 
+- ``noised_scores`` → as ``scores``, each row's vector through the Laplace mechanism
+  first (:func:`~modelpact.runtime.privacy.noised`, epsilon from the policy).
+
 Scores and values are rounded to ``policy.decimals`` when it is set.
-``noised_scores`` and ``embedding`` are not served yet (a later change adds
-differential privacy): asking for them raises :class:`InvalidInput`.
+``embedding`` is not served yet: asking for it raises :class:`InvalidInput`.
 
 Which output is which follows the way :func:`~modelpact.runtime.export_sklearn`
 exports classifiers (skl2onnx, ``zipmap`` off): an ``int64`` or ``string``
@@ -36,6 +38,7 @@ import numpy.typing as npt
 
 from modelpact.charter import OutputKind, OutputPolicy
 from modelpact.errors import InvalidInput, ModelpactError, quote_untrusted
+from modelpact.runtime.privacy import noised
 
 __all__ = [
     "LABEL_OUTPUT",
@@ -50,7 +53,7 @@ LABEL_OUTPUT = "label"
 SCORES_OUTPUT = "probabilities"
 """The output holding each row's class scores ``[rows, classes]``, as skl2onnx names it."""
 
-_NOT_YET = (OutputKind.NOISED_SCORES, OutputKind.EMBEDDING)
+_NOT_YET = (OutputKind.EMBEDDING,)
 #: Labels past this would lose digits in a JSON reader (and RFC 8785 refuses them).
 _JSON_SAFE_INT = 2**53 - 1
 #: How far below its row's top score the model's own label may sit (float32 ties).
@@ -74,7 +77,8 @@ def check_policy(policy: OutputPolicy) -> None:
     if policy.kind in _NOT_YET:
         raise InvalidInput(
             f"output kind {policy.kind.value} is not supported by this gateway yet",
-            hint="ask the model owner for a grant with output kind label, top_k or scores",
+            hint="ask the model owner for a grant with output kind label, top_k, scores or "
+            "noised_scores",
         )
 
 
@@ -101,9 +105,8 @@ def shape_outputs(
       :class:`PredictionFailed` is raised rather than scores served under the
       wrong names.  (The model card has no field for classes, so it is no source.)
 
-    Raises :class:`InvalidInput` for ``noised_scores`` and ``embedding``, which
-    this gateway does not serve yet (a later change adds differential privacy),
-    and :class:`PredictionFailed` for NaN or infinite outputs, outputs it cannot
+    Raises :class:`InvalidInput` for ``embedding``, which this gateway does not
+    serve yet, and :class:`PredictionFailed` for NaN or infinite outputs, outputs it cannot
     read, a policy that does not fit the model, or labels that disagree with it.
     """
     check_policy(policy)
@@ -132,6 +135,9 @@ def shape_outputs(
     columns = _columns(labels, classes)
     if chosen is not None:
         _require_agreement(scores, chosen, columns, given=labels is not None)
+    if policy.kind is OutputKind.NOISED_SCORES:
+        assert policy.epsilon is not None  # the charter model requires it
+        scores = noised(scores, policy.epsilon)  # after the agreement check: noise may reorder
     decimals = policy.decimals
     if policy.kind is OutputKind.TOP_K:
         k = min(policy.k or classes, classes)

@@ -29,15 +29,20 @@ from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from modelpact.charter import Limits
-from modelpact.errors import InvalidInput, QuotaExhausted
+from modelpact.charter import Limits, OutputKind, OutputPolicy
+from modelpact.errors import BudgetExhausted, InvalidInput, QuotaExhausted
 from modelpact.services.sessions import ActiveSession
 from modelpact.services.workspace import Workspace
 
-__all__ = ["Meter"]
+__all__ = ["Meter", "micro"]
 
 #: The shortest wait ever announced: a refusal always asks the caller to wait a little.
 _MIN_RETRY_AFTER = 0.001
+
+
+def micro(epsilon: float) -> int:
+    """Epsilon in whole micro-units, rounded up: a spend is never counted as less."""
+    return math.ceil(epsilon * 1_000_000 - 1e-6)
 
 
 def _round_up(seconds: float) -> float:
@@ -81,6 +86,39 @@ class Meter:
             retry_after=_round_up(window.reset_time - time.time()),
             hint="the owner lifts it with 'modelpact monitor clear'",
         )
+
+    def spend_privacy(
+        self, session: ActiveSession, model: str, policy: OutputPolicy, rows: int
+    ) -> None:
+        """Spend ``rows`` answers' epsilon of a noised grant's budget, durably, before the
+        model runs; ``BudgetExhausted`` if that would pass the charter's budget."""
+        if policy.kind is not OutputKind.NOISED_SCORES or policy.budget is None:
+            return
+        assert policy.epsilon is not None  # the charter model requires it
+        cost, limit = micro(policy.epsilon) * rows, micro(policy.budget)
+        with self._ws.store.unit_of_work() as uow:
+            total = uow.privacy.spend(session.partner, session.charter, model, cost, limit)
+            spent = (
+                total
+                if total is not None
+                else uow.privacy.spent(session.partner, session.charter, model)
+            )
+        if total is None:
+            left = (limit - spent) / 1e6
+            raise BudgetExhausted(
+                f"the privacy budget of {policy.budget:g} on {model} under charter "
+                f"{session.charter} cannot pay for {rows} more answers at epsilon "
+                f"{policy.epsilon:g} ({left:g} left)",
+                hint="ask the owner for a new charter version with a larger budget",
+            )
+
+    def privacy_left(self, partner: str, charter: str, model: str, policy: OutputPolicy) -> float:
+        """What is left of a noised grant's budget (inf without a budget)."""
+        if policy.budget is None:
+            return math.inf
+        with self._ws.store.unit_of_work(read_only=True) as uow:
+            spent = uow.privacy.spent(partner, charter, model)
+        return max(micro(policy.budget) - spent, 0) / 1e6
 
     def count(self, session: ActiveSession, limits: Limits, rows: int) -> None:
         """Add ``rows`` to the day's durable usage, or raise ``QuotaExhausted``."""

@@ -25,6 +25,8 @@ types.
   force per partner, charter and model.
 - ``work.watermarks`` (:class:`WatermarkRepository`) keeps each partner's sealed
   watermark keys and the sealed queries its watermark marked.
+- ``work.privacy`` (:class:`PrivacyRepository`) counts the privacy budget spent per
+  partner, charter and model, never past the charter's budget.
 - ``work.state`` (:class:`StateRepository`) is a counter that every write to
   partners, charters, models or session revocations increments, so a reader
   can tell in one read whether anything it keeps may have changed.
@@ -41,6 +43,7 @@ from modelpact.store.interfaces import (
     ModelRepository,
     MonitorRepository,
     PartnerRepository,
+    PrivacyRepository,
     SessionRepository,
     StateRepository,
     Store,
@@ -88,6 +91,7 @@ __all__ = [
     "MonitorStateRecord",
     "PartnerRecord",
     "PartnerRepository",
+    "PrivacyRepository",
     "ProtectionRecord",
     "SessionRecord",
     "SessionRepository",

@@ -26,6 +26,7 @@ __all__ = [
     "models",
     "monitor_states",
     "partners",
+    "privacy_spend",
     "protections",
     "session_challenges",
     "sessions",
@@ -287,4 +288,17 @@ watermark_marks = sa.Table(
     sa.Column("sealed", sa.Text(), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.CheckConstraint("rows >= 1", name="rows"),
+)
+
+
+# The privacy budget a partner has spent on a noised grant, in micro-epsilon (integers, so
+# concurrent spends add exactly); one conditional upsert never passes the charter's budget.
+privacy_spend = sa.Table(
+    "privacy_spend",
+    metadata,
+    sa.Column("partner_id", sa.String(), primary_key=True),
+    sa.Column("charter_id", sa.String(), primary_key=True),
+    sa.Column("model", sa.String(), primary_key=True),
+    sa.Column("spent", sa.BigInteger(), nullable=False),
+    sa.CheckConstraint("spent >= 0", name="spent"),
 )

@@ -23,6 +23,7 @@ from modelpact.errors import (
 from modelpact.store._schema import charters, model_versions, models, partners
 from modelpact.store._sql_audit import SqlAuditRepository
 from modelpact.store._sql_monitor import SqlMonitorRepository
+from modelpact.store._sql_privacy import SqlPrivacyRepository
 from modelpact.store._sql_session import Session
 from modelpact.store._sql_sessions import SqlSessionRepository
 from modelpact.store._sql_state import SqlStateRepository
@@ -292,7 +293,7 @@ class SqlCharterRepository:
 
 
 class SqlUnitOfWork:
-    """:class:`~modelpact.store.interfaces.UnitOfWork`: nine repositories on one transaction.
+    """:class:`~modelpact.store.interfaces.UnitOfWork`: ten repositories on one transaction.
 
     The partner, model, charter and session repositories bump ``state`` with each write
     that changes what a request depends on.
@@ -309,3 +310,4 @@ class SqlUnitOfWork:
         self.usage = SqlUsageRepository(session)
         self.monitor = SqlMonitorRepository(session, self.state)
         self.watermarks = SqlWatermarkRepository(session)
+        self.privacy = SqlPrivacyRepository(session)

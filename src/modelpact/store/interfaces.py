@@ -379,6 +379,21 @@ class WatermarkRepository(Protocol):
         ...
 
 
+class PrivacyRepository(Protocol):
+    """The privacy budget each partner has spent on each noised grant, in micro-epsilon."""
+
+    def spend(
+        self, partner_id: str, charter_id: str, model: str, cost: int, limit: int
+    ) -> int | None:
+        """Add ``cost`` unless the total would pass ``limit``: the new total, or None (and
+        nothing written).  One conditional statement: concurrent spends never pass it."""
+        ...
+
+    def spent(self, partner_id: str, charter_id: str, model: str) -> int:
+        """What has been spent so far (0 if nothing)."""
+        ...
+
+
 class StateRepository(Protocol):
     """A counter that every write to what a request depends on increments.
 
@@ -428,6 +443,9 @@ class UnitOfWork(Protocol):
 
     @property
     def watermarks(self) -> WatermarkRepository: ...
+
+    @property
+    def privacy(self) -> PrivacyRepository: ...
 
 
 class AuditNodeReader(Protocol):

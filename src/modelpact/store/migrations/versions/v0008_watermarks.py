@@ -1,4 +1,5 @@
-"""Watermarks: each partner's sealed keys, and the sealed queries its watermark marked.
+"""Output protections: each partner's sealed watermark keys, the sealed queries its watermark
+marked, and the privacy budget it has spent on each noised grant (in micro-epsilon).
 
 Revision ID: 0008
 Revises: 0007
@@ -49,9 +50,19 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_watermark_marks_partner_id"), "watermark_marks", ["partner_id"], unique=False
     )
+    op.create_table(
+        "privacy_spend",
+        sa.Column("partner_id", sa.String(), nullable=False),
+        sa.Column("charter_id", sa.String(), nullable=False),
+        sa.Column("model", sa.String(), nullable=False),
+        sa.Column("spent", sa.BigInteger(), nullable=False),
+        sa.CheckConstraint("spent >= 0", name=op.f("ck_privacy_spend_spent")),
+        sa.PrimaryKeyConstraint("partner_id", "charter_id", "model", name=op.f("pk_privacy_spend")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("privacy_spend")
     op.drop_index(op.f("ix_watermark_marks_partner_id"), table_name="watermark_marks")
     op.drop_table("watermark_marks")
     op.drop_table("watermark_keys")
