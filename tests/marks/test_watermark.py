@@ -114,3 +114,26 @@ def test_deviation_recovers_a_linear_difference() -> None:
     direction = rng.normal(size=6)
     found = deviation(z @ direction + 0.3, np.zeros(500), z)
     assert np.allclose(found, direction)
+
+
+def test_keyed_rotations_are_orthogonal_deterministic_and_per_key() -> None:
+    from modelpact.marks import KeyedRotation, rotation_test
+
+    key = PrfKey.generate()
+    turn = KeyedRotation(key, "e@1", 16)
+    assert np.allclose(turn.matrix @ turn.matrix.T, np.eye(16))
+    assert np.array_equal(turn.matrix, KeyedRotation(key, "e@1", 16).matrix)
+    assert not np.allclose(turn.matrix, KeyedRotation(key, "e@2", 16).matrix)
+    vectors = np.random.default_rng(3).normal(size=(50, 16))
+    assert np.allclose(np.linalg.norm(turn.apply(vectors), axis=1), np.linalg.norm(vectors, axis=1))
+    leaked = turn.apply(vectors)
+    assert rotation_test("p", leaked, vectors, turn).p_value < 1e-30
+    # Another partner's rotation: the p-value is not small (500 keys, at most a few below 1%).
+    small = sum(
+        rotation_test("q", leaked, vectors, KeyedRotation(PrfKey.generate(), "e@1", 16)).p_value
+        < 0.01
+        for _ in range(500)
+    )
+    assert small <= 12
+    with pytest.raises(InvalidInput):
+        turn.apply(vectors[:, :3])

@@ -21,7 +21,6 @@ PUBLIC = {
     "Predictor",
     "TensorInfo",
     "card_to_json",
-    "check_policy",
     "export_sklearn",
     "inspect_model",
     "shape_outputs",

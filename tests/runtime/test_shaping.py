@@ -208,10 +208,18 @@ def test_non_finite_model_output_is_an_error_not_a_crash(bad: float, policy: Out
             shape_outputs({"variable": np.array([[1.0], [bad]])}, policy, labels=None)
 
 
-def test_kinds_not_served_yet_are_invalid_input() -> None:
-    with pytest.raises(InvalidInput, match="not supported by this gateway yet") as caught:
-        shape_outputs(RAW, OutputPolicy(kind="embedding"), labels=None)
-    assert "\n" not in caught.value.summary
+def test_embeddings_are_a_single_output_turned_by_the_given_rotation() -> None:
+    embedding = OutputPolicy(kind="embedding")
+    with pytest.raises(PredictionFailed, match="single output"):
+        shape_outputs(RAW, embedding, labels=None)
+    vectors = {"variable": np.array([[3.0, 4.0], [1.0, 0.0]], dtype=np.float32)}
+    with pytest.raises(PredictionFailed, match="partner's key"):
+        shape_outputs(vectors, embedding, labels=None)
+    swap = np.array([[0.0, 1.0], [1.0, 0.0]])
+    shaped = shape_outputs(vectors, embedding, labels=None, rotation=lambda v: v @ swap.T)
+    assert shaped == [{"embedding": [4.0, 3.0]}, {"embedding": [0.0, 1.0]}]
+    with pytest.raises(PredictionFailed, match="NaN or infinite"):
+        shape_outputs({"v": np.array([[np.nan]])}, embedding, labels=None, rotation=lambda v: v)
 
 
 def test_noised_scores_are_laplace_noised_probability_vectors() -> None:

@@ -217,7 +217,7 @@ def test_bad_limits_and_policies_are_invalid_input(
     rows = _rows(cancer[0], 1)
     with pytest.raises(InvalidInput, match="max_rows must be a positive integer"):
         server.predict("cancer", "1.0.0", rows, policy=LABEL, max_rows=0)
-    with pytest.raises(InvalidInput, match="not supported by this gateway yet"):
+    with pytest.raises(PredictionFailed, match="single output"):  # a classifier has two
         server.predict("cancer", "1.0.0", rows, policy=OutputPolicy(kind="embedding"), max_rows=1)
     with pytest.raises(InvalidInput, match="max_loaded"):
         ModelServer(shared, max_loaded=0)

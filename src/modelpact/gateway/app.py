@@ -141,6 +141,7 @@ class _Plan:
     watch: ExtractionMonitor | None  # the charter's monitor settings; None: not monitored
     hook: IncidentResponse | None
     mark: tuple[bytes, str] | None  # the partner's watermark secret and scope; None: none
+    turn: tuple[bytes, str] | None  # the same, to rotate an embedding; None: not one
 
 
 class Gateway:
@@ -314,6 +315,7 @@ class Gateway:
                 policy=plan.policy,
                 max_rows=plan.max_rows,
                 watermark=plan.mark,
+                rotation=plan.turn,
             )
         except ModelpactError as error:
             return self._refused(plan.base, error)
@@ -329,6 +331,7 @@ class Gateway:
                 policy=plan.policy,
                 max_rows=plan.max_rows,
                 watermark=plan.mark,
+                rotation=plan.turn,
             )
         except ModelpactError as error:
             return self._refused(plan.base, error)
@@ -360,7 +363,10 @@ class Gateway:
             self.models.resolve(model, request.version, unit)
             self.decider.engine(unit)
             self.state.view(unit).protection(session.partner, session.charter, model)
-            if charter.protections.watermark and self.watermarks.kept(session.partner) is None:
+            needs_key = charter.protections.watermark or any(
+                g.model == model and g.output.kind is OutputKind.EMBEDDING for g in charter.grants
+            )
+            if needs_key and self.watermarks.kept(session.partner) is None:
                 return None, False  # its keys are read (or made) once, in a thread
         except (CacheMiss, ModelpactError):
             return None, False
@@ -515,6 +521,11 @@ class Gateway:
             mark=(
                 (self.watermarks.keys(session.partner).prf.secret(), f"{model}@{version}")
                 if charter.protections.watermark
+                else None
+            ),
+            turn=(
+                (self.watermarks.keys(session.partner).prf.secret(), f"{model}@{version}")
+                if policy.kind is OutputKind.EMBEDDING
                 else None
             ),
         )

@@ -4,6 +4,7 @@
   about 0.5% of queries whose answer is swapped to a keyed alternative class (after DAWN,
   Szyller et al. 2021), and, for binary models, a small keyed tilt of the decision
   function that a faithful linear copy inherits.
+- :class:`KeyedRotation` — a partner's secret orthogonal rotation of embedding vectors.
 - :mod:`modelpact.marks.attribution` — the tests: matches with a partner's swapped labels
   against the chance rate (one-sided binomial), and the angle between a suspect's deviation
   from the model and a partner's tilt direction against a random direction's.
@@ -16,14 +17,17 @@ from modelpact.marks.attribution import (
     flip_test,
     tilt_test,
 )
+from modelpact.marks.embedding import KeyedRotation, rotation_test
 from modelpact.marks.watermark import RATE, Watermark
 
 __all__ = [
     "RATE",
     "Evidence",
+    "KeyedRotation",
     "Watermark",
     "chance_rate",
     "deviation",
     "flip_test",
+    "rotation_test",
     "tilt_test",
 ]

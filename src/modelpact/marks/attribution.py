@@ -35,7 +35,7 @@ class Evidence:
     """One test of a suspect against one partner's watermark."""
 
     partner: str
-    test: str  # "flip" or "tilt"
+    test: str  # "flip", "tilt" or "rotation"
     statistic: float  # matches / marks, or the cosine
     chance: float  # the rate (flip) or 0 (tilt) the null hypothesis allows
     count: int  # marks replayed (flip) or dimensions (tilt)
@@ -47,6 +47,11 @@ class Evidence:
                 f"{round(self.statistic * self.count)} of {self.count} marked queries answered "
                 f"with {self.partner}'s swapped label (chance at most {self.chance:.3g}): "
                 f"p = {self.p_value:.3g}"
+            )
+        if self.test == "rotation":
+            return (
+                f"the vectors carry {self.partner}'s rotation: mean cosine "
+                f"{self.statistic:.3f} in {self.count} dimensions: p = {self.p_value:.3g}"
             )
         return (
             f"deviation from the model points along {self.partner}'s tilt: cosine "

@@ -24,7 +24,7 @@ from modelpact.runtime.card import MAX_CARD_BYTES, ModelCard, card_to_json, load
 from modelpact.runtime.operators import ALLOWED_OPERATORS
 from modelpact.runtime.pickle_family import refuse_pickle_family
 from modelpact.runtime.predictor import Predictor
-from modelpact.runtime.shaping import PredictionFailed, check_policy, shape_outputs
+from modelpact.runtime.shaping import PredictionFailed, shape_outputs
 from modelpact.runtime.sklearn_export import INPUT_NAME, export_sklearn
 
 __all__ = [
@@ -39,7 +39,6 @@ __all__ = [
     "Predictor",
     "TensorInfo",
     "card_to_json",
-    "check_policy",
     "export_sklearn",
     "inspect_model",
     "load_card",

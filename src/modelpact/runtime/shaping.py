@@ -10,10 +10,11 @@ policy allows:
   column order; for a regressor, which has no class scores, ``{"value": v}``.
 
 - ``noised_scores`` → as ``scores``, each row's vector through the Laplace mechanism
-  first (:func:`~modelpact.runtime.privacy.noised`, epsilon from the policy).
+  first (:func:`~modelpact.runtime.privacy.noised`, epsilon from the policy);
+- ``embedding`` → ``{"embedding": [v, ...]}``: a model's single [rows, d] output, turned
+  by the partner's keyed rotation (``rotation``; the caller makes it from the partner's key).
 
 Scores and values are rounded to ``policy.decimals`` when it is set.
-``embedding`` is not served yet: asking for it raises :class:`InvalidInput`.
 
 Which output is which follows the way :func:`~modelpact.runtime.export_sklearn`
 exports classifiers (skl2onnx, ``zipmap`` off): an ``int64`` or ``string``
@@ -30,21 +31,20 @@ gateway or in a model worker alike.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from modelpact.charter import OutputKind, OutputPolicy
-from modelpact.errors import InvalidInput, ModelpactError, quote_untrusted
+from modelpact.errors import ModelpactError, quote_untrusted
 from modelpact.runtime.privacy import noised
 
 __all__ = [
     "LABEL_OUTPUT",
     "SCORES_OUTPUT",
     "PredictionFailed",
-    "check_policy",
     "shape_outputs",
 ]
 
@@ -53,7 +53,6 @@ LABEL_OUTPUT = "label"
 SCORES_OUTPUT = "probabilities"
 """The output holding each row's class scores ``[rows, classes]``, as skl2onnx names it."""
 
-_NOT_YET = (OutputKind.EMBEDDING,)
 #: Labels past this would lose digits in a JSON reader (and RFC 8785 refuses them).
 _JSON_SAFE_INT = 2**53 - 1
 #: How far below its row's top score the model's own label may sit (float32 ties).
@@ -72,21 +71,12 @@ class PredictionFailed(ModelpactError):
     default_hint = "the model owner must check the model and the grant's output policy"
 
 
-def check_policy(policy: OutputPolicy) -> None:
-    """Raise :class:`InvalidInput` if this gateway cannot serve ``policy``'s output kind yet."""
-    if policy.kind in _NOT_YET:
-        raise InvalidInput(
-            f"output kind {policy.kind.value} is not supported by this gateway yet",
-            hint="ask the model owner for a grant with output kind label, top_k, scores or "
-            "noised_scores",
-        )
-
-
 def shape_outputs(
     raw: Mapping[str, npt.NDArray[Any]],
     policy: OutputPolicy,
     *,
     labels: Sequence[str | int] | None,
+    rotation: Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]] | None = None,
 ) -> list[dict[str, object]]:
     """One JSON-ready dict per row of ``raw``, showing only what ``policy`` allows.
 
@@ -105,11 +95,11 @@ def shape_outputs(
       :class:`PredictionFailed` is raised rather than scores served under the
       wrong names.  (The model card has no field for classes, so it is no source.)
 
-    Raises :class:`InvalidInput` for ``embedding``, which this gateway does not
-    serve yet, and :class:`PredictionFailed` for NaN or infinite outputs, outputs it cannot
+    Raises :class:`PredictionFailed` for NaN or infinite outputs, outputs it cannot
     read, a policy that does not fit the model, or labels that disagree with it.
     """
-    check_policy(policy)
+    if policy.kind is OutputKind.EMBEDDING:
+        return _shape_embedding(raw, rotation)
     label_out = raw.get(LABEL_OUTPUT)
     scores = raw.get(SCORES_OUTPUT)
     if scores is None and label_out is None:
@@ -160,6 +150,26 @@ def shape_outputs(
         }
         for row in scores
     ]
+
+
+def _shape_embedding(
+    raw: Mapping[str, npt.NDArray[Any]],
+    rotation: Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]] | None,
+) -> list[dict[str, object]]:
+    """The model's single [rows, d] output, turned by the partner's keyed rotation."""
+    if len(raw) != 1:
+        raise PredictionFailed("output kind embedding needs a model with a single output")
+    (values,) = raw.values()
+    values = np.asarray(values)
+    if values.dtype.kind not in "fiu" or values.ndim != 2 or values.shape[1] < 1:
+        raise PredictionFailed(
+            f"the model's output has shape {values.shape}; an embedding is [rows, d] numbers"
+        )
+    _require_finite(values, "values")
+    if rotation is None:
+        raise PredictionFailed("output kind embedding needs the partner's key to turn the vectors")
+    turned = rotation(values.astype(np.float64))
+    return [{"embedding": [float(v) for v in row]} for row in turned]
 
 
 def _shape_regression(

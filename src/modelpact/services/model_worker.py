@@ -63,7 +63,7 @@ def _handle(server: ModelServer, header: dict[str, Any], payload: bytes) -> dict
         raise InvalidInput("a worker request names no model and version")
     if op == "predict":
         rows = rows_from_payload(payload, int(header["rows"]), int(header["width"]))
-        mark = header.get("watermark")
+        mark, turn = header.get("watermark"), header.get("rotation")
         prediction = server.predict(
             model,
             version,
@@ -73,6 +73,9 @@ def _handle(server: ModelServer, header: dict[str, Any], payload: bytes) -> dict
             watermark=None
             if mark is None
             else (base64.b64decode(mark["key"], validate=True), str(mark["scope"])),
+            rotation=None
+            if turn is None
+            else (base64.b64decode(turn["key"], validate=True), str(turn["scope"])),
         )
         return {
             "outputs": prediction.outputs,

@@ -133,6 +133,7 @@ class WorkerPool:
         policy: OutputPolicy,
         max_rows: int,
         watermark: tuple[bytes, str] | None = None,
+        rotation: tuple[bytes, str] | None = None,
     ) -> Prediction:
         """:meth:`ModelServer.predict` in a worker (rows checked as there, in the worker)."""
         if not rows or any(len(row) != len(rows[0]) for row in rows):
@@ -147,9 +148,10 @@ class WorkerPool:
             "rows": count,
             "width": width,
         }
-        if watermark is not None:
-            secret, scope = watermark
-            header["watermark"] = {"key": base64.b64encode(secret).decode("ascii"), "scope": scope}
+        for name, given in (("watermark", watermark), ("rotation", rotation)):
+            if given is not None:
+                secret, scope = given
+                header[name] = {"key": base64.b64encode(secret).decode("ascii"), "scope": scope}
         reply = await self._request(header, payload)
         return Prediction(
             outputs=reply["outputs"],

@@ -34,9 +34,9 @@ import numpy.typing as npt
 from modelpact.charter import SLUG_PATTERN, OutputPolicy
 from modelpact.crypto import PrfKey, canonical_digest, constant_time_equal, sha256_hex
 from modelpact.errors import InvalidInput, ModelpactError, NotFound, Tampered, quote_untrusted
-from modelpact.marks import Watermark
+from modelpact.marks import KeyedRotation, Watermark
 from modelpact.monitor import margins
-from modelpact.runtime import PredictionFailed, Predictor, check_policy, shape_outputs
+from modelpact.runtime import PredictionFailed, Predictor, shape_outputs
 from modelpact.runtime.shaping import LABEL_OUTPUT, SCORES_OUTPUT
 from modelpact.services.registry import ModelRegistry
 from modelpact.services.state_cache import StateCache, StateView
@@ -149,22 +149,24 @@ class ModelServer:
         policy: OutputPolicy,
         max_rows: int,
         watermark: tuple[bytes, str] | None = None,
+        rotation: tuple[bytes, str] | None = None,
     ) -> Prediction:
         """Run ``model`` ``version`` on ``rows`` and shape the answer per ``policy``.
 
         ``watermark``: the partner's PRF secret and the scope (``model@version``) to mark
-        a classifier's answers with (:class:`~modelpact.marks.Watermark`) before shaping.
+        a classifier's answers with (:class:`~modelpact.marks.Watermark`) before shaping;
+        ``rotation``: the same, to turn an ``embedding`` answer with
+        (:class:`~modelpact.marks.KeyedRotation`).
 
         Raises :class:`InvalidInput` (one line, no feature values) for no rows,
         more than ``max_rows`` rows, ragged rows, a width the model does not take,
         values that are not numbers, NaN or infinite, or beyond the range of the
-        model's float type, and for an output kind not served yet;
+        model's float type;
         :class:`NotFound` for an unknown model or version; :class:`PredictionFailed`
         when the model fails at run time or its answer cannot be shaped.
         """
         if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
             raise InvalidInput(f"max_rows must be a positive integer, not {max_rows!r}")
-        check_policy(policy)
         values = _read_rows(rows, max_rows)
         entry = self._entry(model, version)
         features = _to_features(values, entry, model, version)
@@ -181,7 +183,11 @@ class ModelServer:
         marked: tuple[int, ...] = ()
         if watermark is not None:
             raw, marked = _watermarked(raw, values, watermark, entry.labels)
-        outputs = shape_outputs(raw, policy, labels=entry.labels)
+        turn = None
+        if rotation is not None:
+            key, scope = PrfKey(rotation[0]), rotation[1]
+            turn = lambda v: KeyedRotation(key, scope, v.shape[1]).apply(v)  # noqa: E731
+        outputs = shape_outputs(raw, policy, labels=entry.labels, rotation=turn)
         return Prediction(
             outputs=outputs,
             input_digest=canonical_digest(values),
