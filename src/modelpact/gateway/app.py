@@ -143,6 +143,21 @@ class _Plan:
     mark: tuple[bytes, str] | None  # the partner's watermark secret and scope; None: none
     turn: tuple[bytes, str] | None  # the same, to rotate an embedding; None: not one
 
+    @property
+    def model_call(self) -> tuple[str, str, list[list[float]]]:
+        """The positional arguments of ``predict`` (in a worker, or in process)."""
+        return self.model, self.version, self.rows
+
+    @property
+    def model_options(self) -> dict[str, Any]:
+        """Its keyword arguments: the output policy, the batch limit, the partner's marks."""
+        return {
+            "policy": self.policy,
+            "max_rows": self.max_rows,
+            "watermark": self.mark,
+            "rotation": self.turn,
+        }
+
 
 class Gateway:
     """The gateway's parts over one workspace, and the pipeline that joins them."""
@@ -308,15 +323,7 @@ class Gateway:
                 return self.run_here(plan)
             return await _thread(self.run_here, plan)  # decrypts and loads it first
         try:
-            prediction = await self.workers.predict(
-                plan.model,
-                plan.version,
-                plan.rows,
-                policy=plan.policy,
-                max_rows=plan.max_rows,
-                watermark=plan.mark,
-                rotation=plan.turn,
-            )
+            prediction = await self.workers.predict(*plan.model_call, **plan.model_options)
         except ModelpactError as error:
             return self._refused(plan.base, error)
         return self._answered(plan, prediction)
@@ -324,15 +331,7 @@ class Gateway:
     def run_here(self, plan: _Plan) -> _Outcome:
         """The model's part of ``plan`` in this process."""
         try:
-            prediction = self.models.predict(
-                plan.model,
-                plan.version,
-                plan.rows,
-                policy=plan.policy,
-                max_rows=plan.max_rows,
-                watermark=plan.mark,
-                rotation=plan.turn,
-            )
+            prediction = self.models.predict(*plan.model_call, **plan.model_options)
         except ModelpactError as error:
             return self._refused(plan.base, error)
         return self._answered(plan, prediction)
