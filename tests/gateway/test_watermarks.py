@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from sklearn.datasets import load_breast_cancer
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
@@ -102,3 +103,65 @@ def test_marks_are_per_partner_deterministic_sealed_and_attribute_a_copy(
     assert "acme" in found.explain() and found.partners == 2
     innocent = attribute(ws, onnx_model, model=MODEL, probe=FEATURES)
     assert innocent.named == [] and "No partner is named" in innocent.explain()
+
+
+def v2_app(model: Any) -> Any:
+    """A stand-in for a third party serving a copy over the Open Inference Protocol (V2)."""
+    from fastapi import FastAPI, Header, HTTPException
+
+    app = FastAPI()
+    asked: list[int] = []
+
+    @app.post("/v2/models/copy/infer")
+    async def infer(body: dict[str, Any], authorization: str = Header("")) -> dict[str, Any]:
+        if authorization != "Bearer letmein":
+            raise HTTPException(401)
+        (tensor,) = body["inputs"]
+        rows = np.asarray(tensor["data"], dtype=np.float64).reshape(tensor["shape"])
+        asked.append(len(rows))
+        labels = model.predict(rows).tolist()
+        return {"outputs": [{"name": "label", "shape": [len(rows)], "datatype": "INT64",
+                             "data": labels}]}  # fmt: skip
+
+    app.state.asked = asked
+    return app
+
+
+def test_a_black_box_copy_is_named_within_a_query_budget(
+    app: Any, ws: Workspace, capsys: Any
+) -> None:
+    from modelpact.cli.main import main
+    from modelpact.errors import InvalidInput, QuotaExhausted
+    from modelpact.services.suspects import RemoteSuspect
+    from tests.gateway.conftest import running
+
+    rows = queries(1, 3000)
+    acme = np.asarray(ask(app, ws, "acme", rows))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        copy = make_pipeline(
+            StandardScaler(), MLPClassifier(hidden_layer_sizes=(128, 64), max_iter=800)
+        ).fit(rows[acme >= 0], acme[acme >= 0])
+    server = v2_app(copy)
+    probe = ws.root / "probe.csv"
+    np.savetxt(probe, FEATURES, delimiter=",")
+    with running(server) as url:
+        remote = RemoteSuspect(
+            f"{url}/v2/models/copy", budget=600, headers={"Authorization": "Bearer letmein"}
+        )
+        found = attribute(ws, remote, model=MODEL, probe=FEATURES, query_budget=600)
+        assert [e.partner for e in found.named] == ["acme"]
+        assert sum(server.state.asked) == remote.spent <= 600
+        with pytest.raises(QuotaExhausted):
+            remote.labels(FEATURES)  # 569 more rows: past the budget
+        remote.close()
+        with pytest.raises(InvalidInput, match="does not cover"):
+            attribute(ws, RemoteSuspect(f"{url}/v2/models/copy", budget=5), model=MODEL,
+                      probe=FEATURES, query_budget=5)  # fmt: skip
+        code = main([
+            "--workspace", str(ws.root), "watermark", "verify", "--model", MODEL,
+            "--suspect-url", f"{url}/v2/models/copy", "--budget", "700",
+            "--header", "Authorization: Bearer letmein", "--probe", str(probe),
+        ])  # fmt: skip
+        printed = capsys.readouterr().out
+        assert code == 0 and "answered with acme's swapped label" in printed

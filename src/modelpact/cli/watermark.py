@@ -16,8 +16,25 @@ app = typer.Typer(no_args_is_help=True, help="(Owner) Per-partner watermarks and
 @app.command("verify")
 def verify(
     ctx: typer.Context,
-    suspect: Annotated[Path, typer.Option(help="The suspect model, an ONNX file.")],
     model: Annotated[str, typer.Option(help="Which of your models it may copy.")],
+    suspect: Annotated[Path | None, typer.Option(help="The suspect model, an ONNX file.")] = None,
+    suspect_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Or a suspect behind an Open Inference Protocol (V2) endpoint: "
+            "https://host/v2/models/NAME (asked for labels, within --budget rows)."
+        ),
+    ] = None,
+    budget: Annotated[
+        int, typer.Option(min=1, help="--suspect-url: the most rows ever sent to it.")
+    ] = 5000,
+    header: Annotated[
+        list[str] | None,
+        typer.Option(help="--suspect-url: an HTTP header 'Name: value' (repeat)."),
+    ] = None,
+    suspect_ca: Annotated[
+        Path | None, typer.Option(help="--suspect-url: CA certificate(s) it must chain to.")
+    ] = None,
     probe: Annotated[
         Path | None,
         typer.Option(
@@ -27,24 +44,46 @@ def verify(
     ] = None,
     threshold: Annotated[float, typer.Option(help="Name a partner only below this p.")] = 1e-6,
 ) -> None:
-    """Replay each partner's marked queries to a suspect model and report, per partner, the
-    match rate and a one-sided binomial p-value against chance."""
+    """Replay each partner's marked queries to a suspect model (an ONNX file, or an endpoint)
+    and report, per partner, the match rate and a one-sided binomial p-value against chance."""
     from modelpact.errors import InvalidInput, NotFound
     from modelpact.runtime import DEFAULT_LIMITS
     from modelpact.runtime.tables import read_rows_csv
     from modelpact.services.attribution import attribute
+    from modelpact.services.suspects import RemoteSuspect
 
-    try:
-        data = suspect.read_bytes()
-    except FileNotFoundError:
-        raise NotFound(f"{suspect} does not exist") from None
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {suspect}: {exc.strerror}") from None
-    if len(data) > DEFAULT_LIMITS.max_bytes:
-        raise InvalidInput(f"{suspect} is larger than the {DEFAULT_LIMITS.max_bytes}-byte limit")
+    if (suspect is None) == (suspect_url is None):
+        raise InvalidInput("give one of --suspect FILE or --suspect-url URL")
     rows = None if probe is None else read_rows_csv(probe)
-    with open_ws(ctx) as ws:
-        report = attribute(ws, data, model=model, probe=rows, threshold=threshold)
+    if suspect_url is not None:
+        headers = {}
+        for line in header or []:
+            name, sep, value = line.partition(":")
+            if not sep or not name.strip():
+                raise InvalidInput("--header must be 'Name: value'")
+            headers[name.strip()] = value.strip()
+        remote = RemoteSuspect(suspect_url, budget=budget, headers=headers, ca=suspect_ca)
+        try:
+            with open_ws(ctx) as ws:
+                report = attribute(
+                    ws, remote, model=model, probe=rows, threshold=threshold, query_budget=budget
+                )
+        finally:
+            remote.close()
+    else:
+        assert suspect is not None
+        try:
+            data = suspect.read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"{suspect} does not exist") from None
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {suspect}: {exc.strerror}") from None
+        if len(data) > DEFAULT_LIMITS.max_bytes:
+            raise InvalidInput(
+                f"{suspect} is larger than the {DEFAULT_LIMITS.max_bytes}-byte limit"
+            )
+        with open_ws(ctx) as ws:
+            report = attribute(ws, data, model=model, probe=rows, threshold=threshold)
     table = Table("partner", "marks", "matches", "chance", "p-value", "named")
     named = {e.partner for e in report.named}
     for e in report.evidence:

@@ -13,7 +13,7 @@ summary registered with the model version (its mean and correlation, within its 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from modelpact.services.registry import ModelRegistry
 from modelpact.services.watermarking import WatermarkDesk
 from modelpact.services.workspace import Workspace
 
-__all__ = ["Attribution", "attribute"]
+__all__ = ["Attribution", "Suspect", "attribute"]
 
 
 @dataclass(frozen=True)
@@ -82,18 +82,31 @@ def _synthetic_probe(registry: ModelRegistry, model: str, version: str) -> Any:
     return np.clip(summary.mean + z * summary.std, summary.low, summary.high)
 
 
+class Suspect(Protocol):
+    """Anything that labels rows: an ONNX file run here, or an endpoint asked over HTTP."""
+
+    def labels(self, rows: Any) -> Any: ...
+
+
 def attribute(
     ws: Workspace,
-    suspect: bytes,
+    suspect: bytes | Suspect,
     *,
     model: str,
     probe: Any = None,
     threshold: float = 1e-6,
+    query_budget: int | None = None,
 ) -> Attribution:
-    """Test ``suspect`` (ONNX bytes) against every partner's watermark on ``model``."""
+    """Test ``suspect`` (ONNX bytes, or a :class:`Suspect`) against every partner's watermark
+    on ``model``.  ``query_budget``: the most rows the suspect may be asked about; the marked
+    queries come first, the probe rows get what is left."""
     if not 0 < threshold < 1:
         raise InvalidInput("the threshold must be between 0 and 1")
-    runner = _Runner(Predictor.from_bytes(suspect, source="suspect.onnx"))
+    runner: Suspect = (
+        _Runner(Predictor.from_bytes(suspect, source="suspect.onnx"))
+        if isinstance(suspect, bytes)
+        else suspect
+    )
     registry = ModelRegistry(ws)
     version = registry.served(model)
     registry.verify(model, version)
@@ -106,13 +119,28 @@ def attribute(
     if probe is None:
         probe = _synthetic_probe(registry, model, version)
     rows = np.asarray(probe, dtype=np.float64)
+    if query_budget is not None:
+        marked = sum(len(m.rows) for found in marks.values() for m in found)
+        if marked >= query_budget:
+            raise InvalidInput(
+                f"a query budget of {query_budget} rows does not cover the {marked} marked "
+                "queries and a probe",
+                hint="raise --budget",
+            )
+        rows = rows[: query_budget - marked]
     if rows.ndim != 2 or len(rows) < 10:
-        raise InvalidInput("attribution needs at least 10 probe rows (pass --probe FILE)")
-    chance = chance_rate(runner.labels(rows), original.labels(rows))
+        raise InvalidInput(
+            "attribution needs at least 10 probe rows (pass --probe FILE, or a larger --budget)"
+        )
     evidence = []
-    for partner, found in sorted(marks.items()):
+    replies = {}
+    for partner, found in sorted(marks.items()):  # the marks first: they carry the evidence
         replay = [row for m in found for row in m.rows]
-        swapped = np.asarray([label for m in found for label in m.labels])
-        answers = runner.labels(replay)
-        evidence.append(flip_test(partner, answers.astype(swapped.dtype), swapped, chance))
+        replies[partner] = (runner.labels(replay), [label for m in found for label in m.labels])
+    chance = chance_rate(runner.labels(rows), original.labels(rows))
+    for partner, (answers, given) in replies.items():
+        swapped = np.asarray(given)
+        evidence.append(
+            flip_test(partner, np.asarray(answers).astype(swapped.dtype), swapped, chance)
+        )
     return Attribution(model, threshold, len(marks), len(rows), evidence)
