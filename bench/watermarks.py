@@ -97,8 +97,7 @@ def run(name: str, args: argparse.Namespace) -> None:
     probe_rng = np.random.default_rng(12345)
     probes = train[probe_rng.integers(0, len(train), 2000)]
     probes = probes + probe_rng.normal(0.0, 0.3, probes.shape) * std
-    z = summary.standardise(probes)
-    original_probe = model.predict(probes)
+    z = summary.whiten(probes)
     original_logit = logit(model.predict_proba(probes)) if classes == 2 else None
     model_direction = (
         deviation(original_logit, np.zeros(len(z)), z) if original_logit is not None else None
@@ -139,13 +138,25 @@ def run(name: str, args: argparse.Namespace) -> None:
                 # Independent models: trained on the true labels, never on anyone's answers.
                 for model_index, other in enumerate(independents(trial)):
                     suspects.append((f"independent-{model_index}", other.fit(train, ty)))
+        # What each partner was shown on the probe rows before any swap (its tilt included):
+        # a model that never saw its answers disagrees with those about as often as anywhere.
+        shown = [
+            model.classes_[
+                Watermark(
+                    k, scope, classes=classes, rate=0.0, tilt=tilt,
+                    summary=summary if tilt else None,
+                ).apply(probes, model.predict_proba(probes))[0].argmax(1)
+            ]
+            for k in keys
+        ]  # fmt: skip
         for kind, suspect in suspects:
-            chance = chance_rate(suspect.predict(probes), original_probe)
+            said = suspect.predict(probes)
             suspect_logit = (
                 logit(suspect.predict_proba(probes)) if original_logit is not None else None
             )
             for index, mark in enumerate(marks):
                 rows, swapped = marked_sets[index]
+                chance = chance_rate(said, shown[index])
                 tests = [flip_test(str(index), suspect.predict(rows), swapped, chance)]
                 if tilt and suspect_logit is not None and model_direction is not None:
                     v = deviation(suspect_logit, original_logit, z)

@@ -64,7 +64,11 @@ def test_the_tilt_moves_log_odds_along_a_keyed_direction() -> None:
     out, marked = mark.apply(ROWS, given_scores)
     assert not marked.any()
     moved = np.log(out[:, 1] / out[:, 0]) - np.log(given_scores[:, 1] / given_scores[:, 0])
-    assert np.allclose(moved, 0.5 * summary.standardise(ROWS) @ mark.direction())
+    assert np.allclose(moved, 0.5 * summary.whiten(ROWS) @ mark.direction())
+    # Whitened: unit variance in every direction, but for near-collinear ones (radius,
+    # perimeter, area) which the summary's ridge holds back rather than blow up.
+    spread = np.linalg.eigvalsh(np.cov(summary.whiten(ROWS), rowvar=False))
+    assert spread.max() < 1.01 and np.median(spread) > 0.9
     assert np.allclose(out.sum(axis=1), 1.0)
     assert abs(np.linalg.norm(mark.direction()) - 1) < 1e-12
     assert not np.allclose(

@@ -6,7 +6,7 @@
   exactly that; on k classes at most that), which :func:`chance_rate` measures on
   unmarked rows; the p-value is the binomial tail of the matches at that rate.
 - :func:`tilt_test`: the suspect's deviation from the original model, as a direction in
-  standardised feature space (:func:`deviation`), with the model's own direction
+  whitened feature space (:func:`deviation`), with the model's own direction
   projected out, against the partner's tilt direction (likewise projected).  For a
   direction unrelated to the partner's, the cosine is that of a uniformly random unit
   vector in ``m`` dimensions, whose tail is a regularised incomplete beta function.
@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special, stats
 
 from modelpact.errors import InvalidInput
 
@@ -74,12 +73,15 @@ def flip_test(partner: str, suspect: Any, swapped: Any, chance: float) -> Eviden
         raise InvalidInput("one suspect label per marked query")
     n = int(marks.size)
     matches = int(np.sum(answers == marks))
+    from scipy import stats  # here: the model worker imports this package, never tests
+
     p = float(stats.binom.sf(matches - 1, n, chance)) if n else 1.0
     return Evidence(partner, "flip", matches / n if n else 0.0, chance, n, p)
 
 
 def deviation(suspect_logits: Any, original_logits: Any, standard: Any) -> npt.NDArray[np.float64]:
-    """The least-squares direction of ``suspect - original`` log-odds over standardised rows."""
+    """The least-squares direction of ``suspect - original`` log-odds over ``standard`` rows
+    (whitened, as the tilt is: :meth:`~modelpact.monitor.TrainingSummary.whiten`)."""
     z = np.asarray(standard, dtype=np.float64)
     gap = np.asarray(suspect_logits, dtype=np.float64) - np.asarray(original_logits)
     design = np.hstack([z, np.ones((len(z), 1))])
@@ -109,5 +111,7 @@ def tilt_test(
         p = 1.0
     else:
         # P(cos >= c) for a uniformly random unit vector in `dims` dimensions.
+        from scipy import special
+
         p = float(0.5 * special.betainc((dims - 1) / 2, 0.5, 1 - cosine**2))
     return Evidence(partner, "tilt", cosine, 0.0, dims, p)

@@ -11,9 +11,13 @@ marked.
   top-k order and the scores all say the alternative.  A high-capacity copy trained on
   the answers learns these exceptions.
 - **Tilt** (binary models): every answer's log-odds move by ``tilt`` times the row's
-  projection on a keyed unit direction in the training summary's standardised space.  A
-  linear copy fitted to the answers inherits the direction; low-capacity copies do not
-  learn a handful of swapped labels.
+  projection on a keyed unit direction in the training summary's *whitened* space
+  (:meth:`~modelpact.monitor.TrainingSummary.whiten`).  A linear copy fitted to the
+  answers inherits the direction — low-capacity copies do not learn a handful of swapped
+  labels — and in whitened coordinates its estimation error is about the same in every
+  direction, so the direction shows through (in standardised coordinates the error
+  concentrates where the data hardly varies, and drowned it: cosine 0.1-0.6 against
+  0.7-0.9 whitened, at the same accuracy cost).
 """
 
 from __future__ import annotations
@@ -87,7 +91,7 @@ class Watermark:
         return pick if pick < top else pick + 1
 
     def direction(self) -> npt.NDArray[np.float64]:
-        """The keyed unit direction of the tilt, in standardised feature space."""
+        """The keyed unit direction of the tilt, in whitened feature space."""
         if self.summary is None:
             raise InvalidInput("a tilt direction needs the training summary")
         seed = int.from_bytes(self._key.prf(_TILT + b"|" + self._scope, b""), "big")
@@ -107,7 +111,7 @@ class Watermark:
         if self.tilt > 0 and self.summary is not None:
             p = np.clip(out[:, 1] / np.maximum(out.sum(axis=1), _EDGE), _EDGE, 1 - _EDGE)
             logit = np.log(p) - np.log1p(-p)
-            logit += self.tilt * (self.summary.standardise(data) @ self.direction())
+            logit += self.tilt * (self.summary.whiten(data) @ self.direction())
             total = out.sum(axis=1)
             out[:, 1] = total / (1 + np.exp(-logit))
             out[:, 0] = total - out[:, 1]

@@ -144,6 +144,15 @@ class TrainingSummary:
         distances: npt.NDArray[np.float64] = np.sqrt(np.maximum(squared, 0.0))
         return distances
 
+    def whiten(self, rows: Any) -> npt.NDArray[np.float64]:
+        """Rows standardised, then decorrelated (the precision matrix's symmetric square root):
+        every direction has unit variance over the training rows, but for near-collinear
+        ones, which the ridge holds below it rather than blow up."""
+        values, vectors = np.linalg.eigh(self.precision)
+        root = (vectors * np.sqrt(np.maximum(values, 0.0))) @ vectors.T
+        white: npt.NDArray[np.float64] = self.standardise(rows) @ root
+        return white
+
     def outside(self, rows: Any) -> npt.NDArray[np.float64]:
         """The fraction of each row's features outside the training range."""
         data = _matrix(rows, self.width)
