@@ -219,71 +219,35 @@ def servers_for(
         scores=bare_scores,
     )
     predict = f"/v1/models/{MODEL}/predict"
-    port = free_port()
-    yield Server(
-        key="secure",
-        label="modelpact secure path (plain HTTP)",
-        command=serve("secure", port, "--workspace", str(workspace)),
-        cwd=REPO,
-        url=f"http://127.0.0.1:{port}",
-        path=predict,
-        body=body,
-        ready=("GET", "/readyz"),
-        scores=secure_scores,
-        session=session,
-    )
+
+    def secure(key: str, label: str, folder: Path, *options: str, tls: bool = False) -> Server:
+        """A modelpact gateway over ``folder`` (one of the benchmark's workspaces)."""
+        port = free_port()
+        return Server(
+            key=key,
+            label=label,
+            command=serve("secure", port, "--workspace", str(folder), *options),
+            cwd=REPO,
+            url=f"{'https' if tls else 'http'}://127.0.0.1:{port}",
+            path=predict,
+            body=body,
+            ready=("GET", "/readyz"),
+            scores=secure_scores,
+            ca_path=str(folder / "tls" / "ca.pem") if tls else None,
+            session=session,
+        )
+
+    yield secure("secure", "modelpact secure path (plain HTTP)", workspace)
+    count = str(args.workers)
     if args.workers:
-        port = free_port()
-        count = str(args.workers)
-        yield Server(
-            key="secure-workers",
-            label=f"modelpact secure path, {count} model worker(s)",
-            command=serve("secure", port, "--workspace", str(workspace), "--workers", count),
-            cwd=REPO,
-            url=f"http://127.0.0.1:{port}",
-            path=predict,
-            body=body,
-            ready=("GET", "/readyz"),
-            scores=secure_scores,
-            session=session,
-        )
+        label = f"modelpact secure path, {count} model worker(s)"
+        yield secure("secure-workers", label, workspace, "--workers", count)
     if args.monitor_off:
-        port = free_port()
-        count = str(args.workers)
-        yield Server(
-            key="secure-unmonitored",
-            label=f"secure path, {count} worker(s), monitor off",
-            command=serve(
-                "secure",
-                port,
-                "--workspace",
-                str(root / "workspace-unmonitored"),
-                "--workers",
-                count,
-            ),
-            cwd=REPO,
-            url=f"http://127.0.0.1:{port}",
-            path=predict,
-            body=body,
-            ready=("GET", "/readyz"),
-            scores=secure_scores,
-            session=session,
-        )
+        label = f"secure path, {count} worker(s), monitor off"
+        unmonitored = root / "workspace-unmonitored"
+        yield secure("secure-unmonitored", label, unmonitored, "--workers", count)
     if args.tls:
-        port = free_port()
-        yield Server(
-            key="secure-tls",
-            label="modelpact secure path (TLS)",
-            command=serve("secure", port, "--workspace", str(workspace), "--tls"),
-            cwd=REPO,
-            url=f"https://127.0.0.1:{port}",
-            path=predict,
-            body=body,
-            ready=("GET", "/readyz"),
-            scores=secure_scores,
-            ca_path=str(workspace / "tls" / "ca.pem"),
-            session=session,
-        )
+        yield secure("secure-tls", "modelpact secure path (TLS)", workspace, "--tls", tls=True)
     if args.mlserver:
         port = free_port()
         yield Server(
