@@ -1,6 +1,6 @@
 """Do watermarks attribute stolen copies, and only them?  Measured on the demo's two models.
 
-    python -m bench.watermarks [--trials 20] [--partners 100] [--independent 10] [--tilt 0.6]
+    python -m bench.watermarks [--trials 20] [--partners 100] [--independent 10] [--tilt 0.85]
 
 For each trial a fresh set of ``--partners`` partner keys is drawn.  One partner (the
 thief) sends 5,000 queries — its natural rows with a little noise, as a knockoff attacker
@@ -34,16 +34,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from modelpact.crypto import PrfKey
-from modelpact.marks import Watermark, chance_rate, deviation, flip_test, tilt_test
+from modelpact.marks import TILT, Watermark, chance_rate, flip_test, tilt_evidence
 from modelpact.monitor import TrainingSummary
 
 THRESHOLD = 1e-6
 QUERIES = 5000
-
-
-def logit(p: Any) -> Any:
-    q = np.clip(np.asarray(p)[:, 1], 1e-9, 1 - 1e-9)
-    return np.log(q) - np.log1p(-q)
 
 
 def surrogates(seed: int) -> dict[str, Any]:
@@ -97,11 +92,7 @@ def run(name: str, args: argparse.Namespace) -> None:
     probe_rng = np.random.default_rng(12345)
     probes = train[probe_rng.integers(0, len(train), 2000)]
     probes = probes + probe_rng.normal(0.0, 0.3, probes.shape) * std
-    z = summary.whiten(probes)
-    original_logit = logit(model.predict_proba(probes)) if classes == 2 else None
-    model_direction = (
-        deviation(original_logit, np.zeros(len(z)), z) if original_logit is not None else None
-    )
+    original_scores = model.predict_proba(probes)
     named = {"logistic": 0, "mlp": 0}
     false_names = 0
     trials_against = 0
@@ -140,27 +131,17 @@ def run(name: str, args: argparse.Namespace) -> None:
                     suspects.append((f"independent-{model_index}", other.fit(train, ty)))
         # What each partner was shown on the probe rows before any swap (its tilt included):
         # a model that never saw its answers disagrees with those about as often as anywhere.
-        shown = [
-            model.classes_[
-                Watermark(
-                    k, scope, classes=classes, rate=0.0, tilt=tilt,
-                    summary=summary if tilt else None,
-                ).apply(probes, model.predict_proba(probes))[0].argmax(1)
-            ]
-            for k in keys
-        ]  # fmt: skip
+        shown = [model.classes_[mark.shown(probes, original_scores).argmax(1)] for mark in marks]
         for kind, suspect in suspects:
             said = suspect.predict(probes)
-            suspect_logit = (
-                logit(suspect.predict_proba(probes)) if original_logit is not None else None
-            )
+            suspect_scores = suspect.predict_proba(probes)
             for index, mark in enumerate(marks):
                 rows, swapped = marked_sets[index]
                 chance = chance_rate(said, shown[index])
                 tests = [flip_test(str(index), suspect.predict(rows), swapped, chance)]
-                if tilt and suspect_logit is not None and model_direction is not None:
-                    v = deviation(suspect_logit, original_logit, z)
-                    tests.append(tilt_test(str(index), v, model_direction, mark.direction()))
+                tilted = tilt_evidence(str(index), mark, probes, suspect_scores, original_scores)
+                if tilted is not None:
+                    tests.append(tilted)
                 p = min(t.p_value for t in tests) * len(tests)  # Bonferroni over the tests
                 thief = index == 0 and not kind.startswith("independent")
                 if thief:
@@ -185,7 +166,9 @@ def main() -> None:
     parser.add_argument(
         "--independent", type=int, default=1, help="trials with 10 independent models"
     )
-    parser.add_argument("--tilt", type=float, default=0.6)
+    parser.add_argument(
+        "--tilt", type=float, default=TILT, help="binary models (default: what is served)"
+    )
     parser.add_argument("--models", nargs="+", default=["breast-cancer", "digits"])
     args = parser.parse_args()
     print(

@@ -105,8 +105,9 @@ def test_marks_are_per_partner_deterministic_sealed_and_attribute_a_copy(
     assert innocent.named == [] and "No partner is named" in innocent.explain()
 
 
-def v2_app(model: Any) -> Any:
-    """A stand-in for a third party serving a copy over the Open Inference Protocol (V2)."""
+def v2_app(model: Any, *, scores: bool = False) -> Any:
+    """A stand-in for a third party serving a copy over the Open Inference Protocol (V2):
+    its labels, or (``scores``) only its class probabilities."""
     from fastapi import FastAPI, Header, HTTPException
 
     app = FastAPI()
@@ -119,6 +120,11 @@ def v2_app(model: Any) -> Any:
         (tensor,) = body["inputs"]
         rows = np.asarray(tensor["data"], dtype=np.float64).reshape(tensor["shape"])
         asked.append(len(rows))
+        if scores:
+            found = model.predict_proba(rows)
+            output = {"name": "probabilities", "shape": list(found.shape), "datatype": "FP64",
+                      "data": found.reshape(-1).tolist()}  # fmt: skip
+            return {"outputs": [output]}
         labels = model.predict(rows).tolist()
         return {"outputs": [{"name": "label", "shape": [len(rows)], "datatype": "INT64",
                              "data": labels}]}  # fmt: skip
@@ -165,3 +171,101 @@ def test_a_black_box_copy_is_named_within_a_query_budget(
         ])  # fmt: skip
         printed = capsys.readouterr().out
         assert code == 0 and "answered with acme's swapped label" in printed
+
+
+def test_a_linear_copy_is_named_by_the_tilt_it_inherits(
+    app: Any, ws: Workspace, gateway: Any
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from modelpact.services import CharterDesk
+    from modelpact.services.registry import ModelRegistry
+    from tests.gateway.conftest import charter_for
+
+    for partner in ("acme", "globex"):  # no extraction monitor: its answers would turn labels
+        envelope = charter_for(ws, partner, version=2, protections__extraction_monitor=None)
+        CharterDesk(ws).apply(envelope, source="e.json")
+    features, truth = load_breast_cancer(return_X_y=True)
+    model = LogisticRegression(max_iter=5000).fit(features, truth)
+    # With its training rows registered, a binary model's answers carry each partner's tilt.
+    ModelRegistry(ws).add(
+        MODEL, export_sklearn(model), version="1.1.0", source="m.onnx", reference=features
+    )
+    rows = queries(2, 5000)
+    acme = np.asarray(ask(app, ws, "acme", rows))
+    globex = np.asarray(ask(app, ws, "globex", rows[:1000]))
+    plain = model.predict(rows)
+    tilted = np.mean(acme[acme >= 0] != plain[acme >= 0])
+    assert 0.01 < tilted < 0.15  # far more answers moved than the 0.5% swapped
+    natural = np.asarray(ask(app, ws, "acme", features))  # near the boundary only: few
+    assert np.mean(natural[natural >= 0] != model.predict(features)[natural >= 0]) < 0.05
+    assert np.mean(globex != acme[:1000]) > 0.002  # another key, another tilt
+
+    def linear_copy(x: np.ndarray, y: np.ndarray) -> Any:
+        kept = y >= 0
+        fitted = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
+        return fitted.fit(x[kept], y[kept])
+
+    copy = linear_copy(rows, acme)
+    found = attribute(ws, export_sklearn(copy), model=MODEL)
+    assert {e.partner for e in found.named} == {"acme"}
+    assert [e.test for e in found.named] == ["tilt"]  # a linear copy learns no swaps
+    tilt = next(e for e in found.evidence if e.partner == "acme" and e.test == "tilt")
+    assert tilt.statistic > 0.5 and "tilt" in found.explain()
+    # An honest linear model, trained on the true labels, is nobody's copy.
+    honest = attribute(ws, export_sklearn(linear_copy(features, truth)), model=MODEL)
+    assert honest.named == [] and {e.test for e in honest.evidence} == {"flip", "tilt"}
+    # A black box that shows only its class probabilities: the same verdict, within budget.
+    from modelpact.services.suspects import RemoteSuspect
+    from tests.gateway.conftest import running
+
+    with running(v2_app(copy, scores=True)) as url:
+        bearer = {"Authorization": "Bearer letmein"}
+        remote = RemoteSuspect(f"{url}/v2/models/copy", budget=2500, headers=bearer)
+        try:
+            found = attribute(ws, remote, model=MODEL, query_budget=2500)
+        finally:
+            remote.close()
+    assert [(e.partner, e.test) for e in found.named] == [("acme", "tilt")]
+
+
+def test_keys_and_marks_outlive_the_charter_for_its_retention_then_go(
+    ws: Workspace, clock: Any, capsys: Any, onnx_model: bytes
+) -> None:
+    from datetime import timedelta
+
+    from modelpact.audit.entries import AdminEntry
+    from modelpact.cli.main import main
+    from modelpact.errors import NotFound
+
+    desk = WatermarkDesk(ws)
+    desk.record("acme", "northwind-acme", MODEL, "1.0.0", [[1.0] * 30], [1])
+    desk.record("globex", "northwind-globex", MODEL, "1.0.0", [[2.0] * 30], [0])
+    # Valid for 30 more days, then kept for the default 30 days of retention.
+    until = clock() + timedelta(days=60)
+    assert [(e.partner, e.until, e.due, e.destroyed) for e in desk.expire()] == [
+        ("acme", until, False, False),
+        ("globex", until, False, False),
+    ]
+    assert main(["--workspace", str(ws.root), "watermark", "expire"]) == 0  # today: kept
+    assert capsys.readouterr().out.count(" kept │") == 2
+    clock.advance(days=59)
+    assert not any(e.due for e in desk.expire())
+    clock.advance(days=1)
+    assert all(e.due and not e.destroyed for e in desk.expire(dry_run=True))
+    assert desk.partners() == ["acme", "globex"]  # a dry run destroys nothing
+    done = desk.expire()
+    assert [(e.partner, e.destroyed, e.marked_rows) for e in done] == [
+        ("acme", True, 1),
+        ("globex", True, 1),
+    ]
+    assert desk.partners() == [] and desk.marks("acme") == []
+    with ws.store.unit_of_work() as uow:
+        assert uow.watermarks.key("acme") is None
+    gone = [
+        e for e in entries(ws) if isinstance(e, AdminEntry) and e.action == "watermark.destroyed"
+    ]
+    assert sorted(e.subject for e in gone) == ["acme", "globex"]
+    assert all(e.detail["marked_rows"] == 1 for e in gone)
+    with pytest.raises(NotFound, match="no partner's watermark"):
+        attribute(ws, onnx_model, model=MODEL)

@@ -10,7 +10,7 @@ from sklearn.datasets import load_breast_cancer
 
 from modelpact.crypto import PrfKey
 from modelpact.errors import InvalidInput
-from modelpact.marks import Watermark, chance_rate, deviation, flip_test, tilt_test
+from modelpact.marks import RATE, TILT, Watermark, chance_rate, deviation, flip_test, tilt_test
 from modelpact.monitor import TrainingSummary
 
 ROWS = load_breast_cancer().data
@@ -79,6 +79,20 @@ def test_the_tilt_moves_log_odds_along_a_keyed_direction() -> None:
         Watermark(key, "m@1", classes=3, tilt=0.5, summary=summary)
     with pytest.raises(InvalidInput):
         Watermark(key, "m@1", classes=2, rate=0.2)
+
+
+def test_the_served_watermark_tilts_only_where_it_can_and_shows_what_was_unswapped() -> None:
+    summary, key = TrainingSummary.fit(ROWS), PrfKey.generate()
+    binary = Watermark.served(key, "m@1", classes=2, summary=summary)
+    assert binary.tilt == TILT and binary.rate == RATE
+    assert Watermark.served(key, "m@1", classes=2, summary=None).tilt == 0
+    given_scores = scores(len(ROWS), 2)
+    out, marked = Watermark(key, "m@1", classes=2, rate=0.05, tilt=TILT, summary=summary).apply(
+        ROWS, given_scores
+    )
+    shown = binary.shown(ROWS, given_scores)  # the tilt alone: unmarked answers as given
+    assert np.allclose(shown[~marked], out[~marked]) and marked.any()
+    assert not np.allclose(shown[marked], out[marked])
 
 
 def test_flip_test_names_a_copy_that_learnt_the_marks_and_not_one_that_did_not() -> None:

@@ -56,6 +56,12 @@ def test_marks_round_trip_sealed(enrolled: Workspace) -> None:
         assert "1.5" not in uow.watermarks.marks("acme")[0].sealed
     with pytest.raises(InvalidInput):
         desk.record("acme", "c", "m", "1", [[1.0]], [])
+    desk.record("globex", "c", "m", "1", [[7.0, 8.0]], [0])
+    with enrolled.store.unit_of_work() as uow:  # destroyed: keys and marks, one partner's
+        assert uow.watermarks.destroy("acme") == 3
+        assert uow.watermarks.destroy("acme") == 0
+    assert desk.marks("acme") == [] and WatermarkDesk(enrolled).partners() == ["globex"]
+    assert len(desk.marks("globex")) == 1
 
 
 def test_a_copy_is_named_with_the_default_probe_and_the_model_is_not(

@@ -38,14 +38,16 @@ def verify(
     probe: Annotated[
         Path | None,
         typer.Option(
-            help="CSV of natural rows to measure chance agreement on (default: the "
-            "marked queries themselves, with the model's own labels)."
+            help="CSV of natural rows to measure chance agreement (and a tilt) on "
+            "(default: 2,000 rows drawn from the model's training summary)."
         ),
     ] = None,
     threshold: Annotated[float, typer.Option(help="Name a partner only below this p.")] = 1e-6,
 ) -> None:
     """Replay each partner's marked queries to a suspect model (an ONNX file, or an endpoint)
-    and report, per partner, the match rate and a one-sided binomial p-value against chance."""
+    and report, per partner, the match rate and a one-sided binomial p-value against chance;
+    where the gateway serves a tilt and the suspect shows scores, also how far its deviation
+    from your model points along the partner's tilt."""
     from modelpact.errors import InvalidInput, NotFound
     from modelpact.runtime import DEFAULT_LIMITS
     from modelpact.runtime.tables import read_rows_csv
@@ -84,17 +86,47 @@ def verify(
             )
         with open_ws(ctx) as ws:
             report = attribute(ws, data, model=model, probe=rows, threshold=threshold)
-    table = Table("partner", "marks", "matches", "chance", "p-value", "named")
+    table = Table("partner", "test", "evidence", "chance", "p-value", "named")
     named = {e.partner for e in report.named}
     for e in report.evidence:
         table.add_row(
             e.partner,
-            str(e.count),
-            str(round(e.statistic * e.count)),
-            f"{e.chance:.3g}",
+            e.test,
+            (
+                f"{round(e.statistic * e.count)} of {e.count} swaps"
+                if e.test == "flip"
+                else f"cosine {e.statistic:.3f} ({e.count} dims)"
+            ),
+            f"{e.chance:.3g}" if e.test == "flip" else "-",
             f"{e.p_value:.3g}",
             "YES" if e.partner in named else "no",
         )
     console = out()
     console.print(table)
     console.print(report.explain())
+
+
+@app.command("expire")
+def expire(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only say what would be destroyed.")
+    ] = False,
+) -> None:
+    """Destroy the watermark keys and marked queries of partners whose charters ended more
+    than their retention period ago (each destruction is an audit entry)."""
+    from modelpact.services.watermarking import WatermarkDesk
+
+    with open_ws(ctx) as ws:
+        found = WatermarkDesk(ws).expire(dry_run=dry_run)
+    table = Table("partner", "kept until", "now")
+    for item in found:
+        until = "while a charter has no end" if item.until is None else item.until.isoformat()
+        if item.destroyed:
+            state = f"destroyed ({item.marked_rows} marked rows)"
+        elif item.due:
+            state = "due: would be destroyed"
+        else:
+            state = "kept"
+        table.add_row(item.partner, until, state)
+    out().print(table if found else "No partner has a watermark key.")

@@ -15,19 +15,24 @@ from modelpact.marks.attribution import (
     chance_rate,
     deviation,
     flip_test,
+    log_odds,
+    tilt_evidence,
     tilt_test,
 )
 from modelpact.marks.embedding import KeyedRotation, rotation_test
-from modelpact.marks.watermark import RATE, Watermark
+from modelpact.marks.watermark import RATE, TILT, Watermark
 
 __all__ = [
     "RATE",
+    "TILT",
     "Evidence",
     "KeyedRotation",
     "Watermark",
     "chance_rate",
     "deviation",
     "flip_test",
+    "log_odds",
     "rotation_test",
+    "tilt_evidence",
     "tilt_test",
 ]

@@ -21,8 +21,21 @@ import numpy as np
 import numpy.typing as npt
 
 from modelpact.errors import InvalidInput
+from modelpact.marks.watermark import Watermark
 
-__all__ = ["Evidence", "chance_rate", "deviation", "flip_test", "tilt_test"]
+__all__ = [
+    "Evidence",
+    "chance_rate",
+    "deviation",
+    "flip_test",
+    "log_odds",
+    "tilt_evidence",
+    "tilt_test",
+]
+
+#: Log-odds beyond this say little: float32 scores saturate near 16.6, and a copy's and the
+#: model's extreme answers differ by where they clip, not by their direction.
+_LOGIT_CAP = 12.0
 
 #: The smallest chance rate a test assumes: a suspect that agrees with the model on every
 #: probe row still gets the benefit of the doubt of one disagreement in a thousand.
@@ -115,3 +128,36 @@ def tilt_test(
 
         p = float(0.5 * special.betainc((dims - 1) / 2, 0.5, 1 - cosine**2))
     return Evidence(partner, "tilt", cosine, 0.0, dims, p)
+
+
+def log_odds(scores: Any) -> npt.NDArray[np.float64]:
+    """Binary class scores as log-odds of the second class (kept finite)."""
+    p = np.clip(np.asarray(scores, dtype=np.float64)[:, 1], 1e-9, 1 - 1e-9)
+    found: npt.NDArray[np.float64] = np.log(p) - np.log1p(-p)
+    return found
+
+
+def tilt_evidence(
+    partner: str, mark: Watermark, rows: Any, suspect_scores: Any, original_scores: Any
+) -> Evidence | None:
+    """:func:`tilt_test` of a suspect's binary scores on probe ``rows`` against ``mark``'s
+    tilt, on the rows where neither model's log-odds saturate.  None when ``mark`` has no
+    tilt, the suspect shows no scores of the model's shape, or too few rows are left to fit
+    a direction (four per feature).  Which rows are used depends on the two models alone,
+    never on the key: the test's null distribution stays exact."""
+    summary = mark.summary
+    if (
+        mark.tilt <= 0
+        or summary is None
+        or suspect_scores is None
+        or np.shape(suspect_scores) != np.shape(original_scores)
+        or np.shape(original_scores)[1:] != (2,)
+    ):
+        return None
+    theirs, ours = log_odds(suspect_scores), log_odds(original_scores)
+    usable = (np.abs(theirs) < _LOGIT_CAP) & (np.abs(ours) < _LOGIT_CAP)
+    if usable.sum() < 4 * summary.width:
+        return None
+    z = summary.whiten(np.asarray(rows, dtype=np.float64)[usable])
+    own = deviation(ours[usable], np.zeros(int(usable.sum())), z)
+    return tilt_test(partner, deviation(theirs[usable], ours[usable], z), own, mark.direction())

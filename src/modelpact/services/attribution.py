@@ -1,11 +1,17 @@
-"""Which partner's answers trained a suspect model?  Replays each partner's marks to it.
+"""Which partner's answers trained a suspect model?  Two tests per partner, each a p-value.
 
-For every partner with a watermark key, the queries its watermark marked on the model
-are given to the suspect (an ONNX file, checked like any model before it runs); how often
-the suspect answers with the partner's swapped label is compared with how often it
-disagrees with the original model at all, on probe rows (:func:`modelpact.marks.flip_test`).
-A partner is named only when that is too many to be chance: p below ``threshold``
-(1e-6 by default), Bonferroni-corrected for the number of partners tested.  Probe rows
+- **Swaps** (:func:`modelpact.marks.flip_test`): the queries the partner's watermark
+  marked on the model are given to the suspect (an ONNX file, checked like any model before
+  it runs, or a black box: :mod:`modelpact.services.suspects`); how often it answers with
+  the partner's swapped label is compared with how often it disagrees, on probe rows, with
+  what that partner was shown there (the model's labels, tilted by the partner's key).
+- **Tilt** (:func:`modelpact.marks.tilt_test`), where the gateway serves one (a binary
+  model registered with its training summary) and the suspect shows class scores: the
+  direction in which the suspect's log-odds deviate from the model's on the probe rows,
+  against the partner's keyed direction.  A linear copy, which learns no swaps, carries it.
+
+A partner is named only when a test is too unlikely to be chance: p below ``threshold``
+(1e-6 by default) Bonferroni-corrected for every test run (partners x tests).  Probe rows
 are the owner's natural rows (``probe``) or, by default, rows drawn from the training
 summary registered with the model version (its mean and correlation, within its ranges).
 """
@@ -13,18 +19,19 @@ summary registered with the model version (its mean and correlation, within its 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from modelpact.errors import InvalidInput, NotFound
-from modelpact.marks import Evidence, chance_rate, flip_test
-from modelpact.runtime import Predictor
+from modelpact.marks import Evidence, Watermark, chance_rate, flip_test, tilt_evidence
 from modelpact.services.registry import ModelRegistry
+from modelpact.services.serving import class_labels
+from modelpact.services.suspects import OnnxSuspect, Suspect
 from modelpact.services.watermarking import WatermarkDesk
 from modelpact.services.workspace import Workspace
 
-__all__ = ["Attribution", "Suspect", "attribute"]
+__all__ = ["Attribution", "attribute"]
 
 
 @dataclass(frozen=True)
@@ -36,34 +43,31 @@ class Attribution:
     evidence: list[Evidence]
 
     @property
+    def tests(self) -> int:
+        return len(self.evidence)
+
+    @property
     def named(self) -> list[Evidence]:
-        """The partners whose marks the suspect reproduces beyond chance."""
-        return [e for e in self.evidence if e.p_value * self.partners < self.threshold]
+        """The tests by which the suspect is too close to a partner's marks to be chance."""
+        return [e for e in self.evidence if e.p_value * self.tests < self.threshold]
 
     def explain(self) -> str:
+        kinds = sorted({e.test for e in self.evidence})
         how = (
-            f"Each partner's marked queries were replayed to the suspect; a partner is named "
-            f"when p x {self.partners} partners < {self.threshold:g} (chance measured as the "
-            f"suspect's disagreement with {self.model} on {self.probe_rows} probe rows)."
+            f"Each partner's marked queries were replayed to the suspect (chance measured as "
+            f"its disagreement, on {self.probe_rows} probe rows, with what the partner was "
+            f"shown)"
+            + (
+                "; its deviation from the model was compared with each partner's tilt"
+                if "tilt" in kinds
+                else ""
+            )
+            + f". A partner is named when p x {self.tests} tests ({self.partners} partners) "
+            f"< {self.threshold:g}."
         )
         if not self.named:
             return how + " No partner is named."
         return how + " Named: " + "; ".join(e.explain() for e in self.named)
-
-
-class _Runner:
-    def __init__(self, predictor: Predictor) -> None:
-        self.predictor = predictor
-        single = predictor.summary.inputs[0].elem_type == "float"
-        self.dtype = np.float32 if single else np.float64
-
-    def labels(self, rows: Any) -> Any:
-        raw = self.predictor.predict(np.asarray(rows, dtype=self.dtype))
-        if "label" in raw:
-            return np.asarray(raw["label"]).reshape(-1)
-        if "probabilities" in raw:
-            return np.argmax(np.asarray(raw["probabilities"]), axis=1)
-        raise InvalidInput("the suspect model has neither a label nor class scores output")
 
 
 def _synthetic_probe(registry: ModelRegistry, model: str, version: str) -> Any:
@@ -82,12 +86,6 @@ def _synthetic_probe(registry: ModelRegistry, model: str, version: str) -> Any:
     return np.clip(summary.mean + z * summary.std, summary.low, summary.high)
 
 
-class Suspect(Protocol):
-    """Anything that labels rows: an ONNX file run here, or an endpoint asked over HTTP."""
-
-    def labels(self, rows: Any) -> Any: ...
-
-
 def attribute(
     ws: Workspace,
     suspect: bytes | Suspect,
@@ -97,20 +95,23 @@ def attribute(
     threshold: float = 1e-6,
     query_budget: int | None = None,
 ) -> Attribution:
-    """Test ``suspect`` (ONNX bytes, or a :class:`Suspect`) against every partner's watermark
-    on ``model``.  ``query_budget``: the most rows the suspect may be asked about; the marked
-    queries come first, the probe rows get what is left."""
+    """Test ``suspect`` (ONNX bytes, or a :class:`~modelpact.services.suspects.Suspect`)
+    against every partner's watermark on the version ``model`` serves.  ``query_budget``: the
+    most rows the suspect may be asked about; the marked queries come first, the probe rows
+    get what is left."""
     if not 0 < threshold < 1:
         raise InvalidInput("the threshold must be between 0 and 1")
     runner: Suspect = (
-        _Runner(Predictor.from_bytes(suspect, source="suspect.onnx"))
+        OnnxSuspect.from_bytes(suspect, source="suspect.onnx")
         if isinstance(suspect, bytes)
         else suspect
     )
     registry = ModelRegistry(ws)
     version = registry.served(model)
     registry.verify(model, version)
-    original = _Runner(Predictor.from_bytes(registry.decrypt(model, version), source=model))
+    data = registry.decrypt(model, version)
+    original = OnnxSuspect.from_bytes(data, source=model)
+    summary = registry.training_summary(model, version)
     desk = WatermarkDesk(ws)
     marks = {p: [m for m in desk.marks(p, model)] for p in desk.partners()}
     marks = {p: found for p, found in marks.items() if found}
@@ -132,15 +133,32 @@ def attribute(
         raise InvalidInput(
             "attribution needs at least 10 probe rows (pass --probe FILE, or a larger --budget)"
         )
-    evidence = []
     replies = {}
     for partner, found in sorted(marks.items()):  # the marks first: they carry the evidence
         replay = [row for m in found for row in m.rows]
-        replies[partner] = (runner.labels(replay), [label for m in found for label in m.labels])
-    chance = chance_rate(runner.labels(rows), original.labels(rows))
+        answers = runner.ask(replay).labels
+        replies[partner] = (answers, [label for m in found for label in m.labels])
+    theirs, ours = runner.ask(rows), original.ask(rows)
+    columns = class_labels(data)
+    if summary is not None and summary.width != rows.shape[1]:
+        summary = None  # as the gateway does: no tilt was served against other rows
+    evidence = []
     for partner, (answers, given) in replies.items():
         swapped = np.asarray(given)
+        shown, mark = ours.labels, None
+        if ours.scores is not None and ours.scores.shape[1] >= 2:
+            mark = Watermark.served(
+                desk.keys(partner).prf, f"{model}@{version}",
+                classes=int(ours.scores.shape[1]), summary=summary,
+            )  # fmt: skip
+            picked = np.argmax(mark.shown(rows, ours.scores), axis=1)
+            shown = np.asarray(columns)[picked] if columns is not None else picked
+        chance = chance_rate(np.asarray(theirs.labels).astype(swapped.dtype), shown)
         evidence.append(
             flip_test(partner, np.asarray(answers).astype(swapped.dtype), swapped, chance)
         )
+        if mark is not None and mark.tilt > 0 and mark.summary is not None:
+            tilted = tilt_evidence(partner, mark, rows, theirs.scores, ours.scores)
+            if tilted is not None:
+                evidence.append(tilted)
     return Attribution(model, threshold, len(marks), len(rows), evidence)

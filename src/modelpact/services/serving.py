@@ -35,7 +35,7 @@ from modelpact.charter import SLUG_PATTERN, OutputPolicy
 from modelpact.crypto import PrfKey, canonical_digest, constant_time_equal, sha256_hex
 from modelpact.errors import InvalidInput, ModelpactError, NotFound, Tampered, quote_untrusted
 from modelpact.marks import KeyedRotation, Watermark
-from modelpact.monitor import margins
+from modelpact.monitor import TrainingSummary, margins
 from modelpact.runtime import PredictionFailed, Predictor, shape_outputs
 from modelpact.runtime.shaping import LABEL_OUTPUT, SCORES_OUTPUT
 from modelpact.services.registry import ModelRegistry
@@ -43,7 +43,7 @@ from modelpact.services.state_cache import StateCache, StateView
 from modelpact.services.workspace import Workspace
 from modelpact.store import UnitOfWork
 
-__all__ = ["ModelServer", "Prediction"]
+__all__ = ["ModelServer", "Prediction", "class_labels"]
 
 _NAME = re.compile(SLUG_PATTERN)
 _VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+-]{0,62}$")  # as the registry accepts
@@ -77,6 +77,7 @@ class _Loaded:
     dtype: type[np.floating[Any]]
     digest: str  # the artifact's, as verified when loaded
     manifest: str  # sha256 of the signed manifest (the model-signing bundle)
+    summary: TrainingSummary | None  # registered with the version: the watermark's tilt
 
 
 class ModelServer:
@@ -182,7 +183,7 @@ class ModelServer:
         found = None if scores is None else tuple(margins(scores).tolist())  # before marks
         marked: tuple[int, ...] = ()
         if watermark is not None:
-            raw, marked = _watermarked(raw, values, watermark, entry.labels)
+            raw, marked = _watermarked(raw, values, watermark, entry)
         turn = None
         if rotation is not None:
             key, scope = PrfKey(rotation[0]), rotation[1]
@@ -246,10 +247,11 @@ class ModelServer:
         bundle = self._registry.get_version(model, version).signature_bundle
         return _Loaded(
             predictor,
-            _class_labels(data),
+            class_labels(data),
             dtype,
             verified.digest,
             "sha256:" + sha256_hex(bundle),
+            self._registry.training_summary(model, version),
         )
 
 
@@ -257,31 +259,37 @@ def _watermarked(
     raw: dict[str, npt.NDArray[Any]],
     values: list[list[float]],
     watermark: tuple[bytes, str],
-    labels: tuple[str | int, ...] | None,
+    entry: _Loaded,
 ) -> tuple[dict[str, npt.NDArray[Any]], tuple[int, ...]]:
-    """``raw`` with the partner's marks on its class scores (and label output), and which rows.
+    """``raw`` with the partner's marks on its class scores (and label output), and which
+    rows had their label swapped (the tilt, where served, moves every row's scores).
 
     Left as it is when the model has no class scores, or when its labels are not
     named and not column indices (no way to name the swapped class).
     """
     scores = raw.get(SCORES_OUTPUT)
     label_out = raw.get(LABEL_OUTPUT)
+    labels = entry.labels
     if scores is None or scores.ndim != 2 or scores.shape[1] < 2:
         return raw, ()
     if labels is None and label_out is not None and label_out.dtype.kind not in "iu":
         return raw, ()
     secret, scope = watermark
-    mark = Watermark(PrfKey(secret), scope, classes=int(scores.shape[1]))
+    summary = entry.summary
+    if summary is not None and summary.width != len(values[0]):
+        summary = None  # registered against other rows: no tilt rather than a wrong one
+    mark = Watermark.served(PrfKey(secret), scope, classes=int(scores.shape[1]), summary=summary)
     new_scores, selected = mark.apply(values, scores)
     chosen = tuple(int(i) for i in np.nonzero(selected)[0])
-    if not chosen:
+    if not chosen and mark.tilt == 0:
         return raw, ()
     changed = dict(raw)
     changed[SCORES_OUTPUT] = new_scores.astype(scores.dtype)
     if label_out is not None:
         columns: Sequence[str | int] = labels if labels is not None else range(scores.shape[1])
         new_labels = np.array(label_out, copy=True).reshape(-1)
-        for i in chosen:
+        moved = np.nonzero(np.argmax(new_scores, axis=1) != np.argmax(scores, axis=1))[0]
+        for i in sorted({*chosen, *moved.tolist()}):
             new_labels[i] = columns[int(np.argmax(new_scores[i]))]
         changed[LABEL_OUTPUT] = new_labels.reshape(label_out.shape)
     return changed, chosen
@@ -297,7 +305,7 @@ def _check_name(model: str, version: str | None) -> None:
         raise NotFound(f"model {model} has no version {shown}")
 
 
-def _class_labels(data: bytes) -> tuple[str | int, ...] | None:
+def class_labels(data: bytes) -> tuple[str | int, ...] | None:
     """The classifier's classes in score-column order, if the graph names them once.
 
     Where class labels come from: skl2onnx writes a classifier's classes on its

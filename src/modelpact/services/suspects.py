@@ -1,24 +1,68 @@
-"""A suspect model behind an HTTP endpoint: asked for labels over the Open Inference Protocol.
+"""Suspect models, asked for labels and (where they give them) class scores.
 
-``modelpact watermark verify --suspect-url`` replays marked queries to a black box:
-``POST <url>/infer`` with one FP64 tensor of the rows (the V2 protocol that KServe, Triton,
-MLServer and this gateway's ``/v2`` speak); the answer's ``label`` output, or else the
-argmax of its ``probabilities`` (or its only) output, are the suspect's labels.  At most
-``budget`` rows are ever sent, in batches; every answer is checked to have one label per row.
+- :class:`OnnxSuspect`: an ONNX file, checked like any model before it runs here.
+- :class:`RemoteSuspect`: a black box behind ``POST <url>/infer`` with one FP64 tensor of the
+  rows (the Open Inference Protocol that KServe, Triton, MLServer and this gateway's ``/v2``
+  speak); the answer's ``label`` output, or else the argmax of its ``probabilities`` (or its
+  only) output, are its labels, and ``probabilities`` its scores.  At most ``budget`` rows
+  are ever sent, in batches; every answer is checked to have one label per row.
 """
 
 from __future__ import annotations
 
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import numpy as np
 
 from modelpact.errors import InvalidInput, QuotaExhausted, ServerError
+from modelpact.runtime import Predictor
 
-__all__ = ["RemoteSuspect"]
+__all__ = ["Answers", "OnnxSuspect", "RemoteSuspect", "Suspect"]
+
+
+@dataclass(frozen=True)
+class Answers:
+    """A suspect's labels for some rows and, if it shows them, its class scores."""
+
+    labels: Any  # one per row
+    scores: Any = None  # rows x classes, or None
+
+
+class Suspect(Protocol):
+    """Anything that answers rows: an ONNX file run here, or an endpoint asked over HTTP."""
+
+    def ask(self, rows: Any) -> Answers: ...
+
+
+class OnnxSuspect:
+    """A model file run here, on the rows as the type its input declares."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+        single = predictor.summary.inputs[0].elem_type == "float"
+        self.dtype = np.float32 if single else np.float64
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str) -> OnnxSuspect:
+        return cls(Predictor.from_bytes(data, source=source))
+
+    def ask(self, rows: Any) -> Answers:
+        raw = self.predictor.predict(np.asarray(rows, dtype=self.dtype))
+        scores = raw.get("probabilities")
+        scores = None if scores is None else np.asarray(scores, dtype=np.float64)
+        if "label" in raw:
+            labels = np.asarray(raw["label"]).reshape(-1)
+        elif scores is not None and scores.ndim == 2:
+            labels = np.argmax(scores, axis=1)
+        else:
+            raise InvalidInput("the suspect model has neither a label nor class scores output")
+        if scores is not None and (scores.ndim != 2 or len(scores) != len(labels)):
+            scores = None
+        return Answers(labels, scores)
 
 
 class RemoteSuspect:
@@ -51,6 +95,9 @@ class RemoteSuspect:
         self._http.close()
 
     def labels(self, rows: Any) -> Any:
+        return self.ask(rows).labels
+
+    def ask(self, rows: Any) -> Answers:
         data = np.asarray(rows, dtype=np.float64)
         if self.spent + len(data) > self.budget:
             raise QuotaExhausted(
@@ -58,12 +105,16 @@ class RemoteSuspect:
                 f"of {self.budget} ({self.spent} spent)",
                 hint="raise --budget",
             )
-        found: list[Any] = []
+        labels: list[Any] = []
+        scores: list[Any] | None = []
         for start in range(0, len(data), self.batch):
-            found.extend(self._ask(data[start : start + self.batch]))
-        return np.asarray(found)
+            answer = self._ask(data[start : start + self.batch])
+            labels.extend(answer.labels)
+            if scores is not None:
+                scores = None if answer.scores is None else [*scores, answer.scores]
+        return Answers(np.asarray(labels), None if not scores else np.vstack(scores))
 
-    def _ask(self, rows: Any) -> list[Any]:
+    def _ask(self, rows: Any) -> Answers:
         body = {
             "inputs": [
                 {
@@ -85,19 +136,24 @@ class RemoteSuspect:
             outputs = {o["name"]: o for o in response.json()["outputs"]}
         except (ValueError, KeyError, TypeError):
             raise ServerError("the suspect's answer is not a V2 inference response") from None
-        return _labels(outputs, len(rows))
+        return _answers(outputs, len(rows))
 
 
-def _labels(outputs: dict[str, Any], count: int) -> list[Any]:
+def _answers(outputs: dict[str, Any], count: int) -> Answers:
+    scores = None
     try:
+        found = outputs.get("probabilities")
+        if found is not None:
+            scores = np.asarray(found["data"], dtype=np.float64).reshape(count, -1)
+            if not np.isfinite(scores).all():
+                raise ValueError("scores must be finite")
         if "label" in outputs:
             labels = list(outputs["label"]["data"])
         else:
-            scores = outputs.get("probabilities") or next(iter(outputs.values()))
-            values = np.asarray(scores["data"], dtype=np.float64).reshape(count, -1)
-            labels = values.argmax(axis=1).tolist()
+            only = scores if scores is not None else next(iter(outputs.values()))["data"]
+            labels = np.asarray(only, dtype=np.float64).reshape(count, -1).argmax(1).tolist()
     except (KeyError, TypeError, ValueError, StopIteration):
         raise ServerError("the suspect's answer holds no labels or class scores") from None
     if len(labels) != count:
         raise ServerError(f"the suspect answered {len(labels)} labels for {count} rows")
-    return labels
+    return Answers(labels, scores)

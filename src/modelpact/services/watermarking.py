@@ -3,8 +3,10 @@
 A partner's keys are made the first time a charter that asks for watermarks serves it:
 a PRF key (which answers to mark, and how: :class:`~modelpact.marks.Watermark`) and a
 *mark key* that seals the queries it marked.  Both are kept in one row, sealed under a
-data key wrapped by the workspace's KEK and bound to the partner's id; destroying that
-row (at the end of the charter's retention period) makes the partner's marks unreadable.
+data key wrapped by the workspace's KEK and bound to the partner's id.  They outlive the
+partnership for the charter's retention period (``exit.retention_days`` after its last
+day) — leaks surface late — and :meth:`WatermarkDesk.expire` then destroys the keys and
+the marks together, with an audit entry.
 """
 
 from __future__ import annotations
@@ -14,14 +16,17 @@ import json
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from modelpact.crypto import DataKey, PrfKey
 from modelpact.errors import AlreadyExists, InvalidInput
+from modelpact.services.charters import CharterDesk
+from modelpact.services.events import record_event
 from modelpact.services.workspace import Workspace
 from modelpact.store import MarkRecord
 
-__all__ = ["Marks", "PartnerKeys", "WatermarkDesk"]
+__all__ = ["Expiry", "Marks", "PartnerKeys", "WatermarkDesk"]
 
 _KEYS = "modelpact-watermark-keys/v1"
 _MARKS = "modelpact-watermark-marks/v1"
@@ -42,6 +47,17 @@ class Marks:
     version: str
     rows: list[list[float]]
     labels: list[Any]
+
+
+@dataclass(frozen=True)
+class Expiry:
+    """One partner's watermark: kept until ``until`` (None: while a charter has no end)."""
+
+    partner: str
+    until: datetime | None
+    due: bool  # the retention period is over
+    destroyed: bool = False
+    marked_rows: int = 0
 
 
 def _b64(data: bytes) -> str:
@@ -132,10 +148,13 @@ class WatermarkDesk:
             return uow.watermarks.partners()
 
     def marks(self, partner: str, model: str | None = None) -> list[Marks]:
-        """The partner's marked queries (of one model), opened."""
-        keys = self.keys(partner)
+        """The partner's marked queries (of one model), opened; none once its keys are gone."""
         with self._ws.store.unit_of_work(read_only=True) as uow:
+            sealed = uow.watermarks.key(partner)
             records = uow.watermarks.marks(partner, model)
+        if sealed is None:
+            return []
+        keys = self._open(sealed, f"watermark-keys/{partner}".encode())
         opened = []
         for record in records:
             ad = (
@@ -151,3 +170,41 @@ class WatermarkDesk:
                 Marks(record.charter_id, record.model, record.version, body["rows"], body["labels"])
             )
         return opened
+
+    def retained_until(self, partner: str) -> datetime | None:
+        """When the partner's watermark may go: the latest ``valid.until + retention_days``
+        over every version of its charters; None while one has no end (or none is found)."""
+        desk = CharterDesk(self._ws)
+        with self._ws.store.unit_of_work(read_only=True) as uow:
+            records = uow.charters.list(partner_id=partner)
+        latest: datetime | None = None
+        for record in records:
+            charter = desk.trusted(record)
+            if charter.valid.until is None:
+                return None
+            ends = charter.valid.until + timedelta(days=charter.exit.retention_days)
+            latest = ends if latest is None or ends > latest else latest
+        return latest
+
+    def expire(self, *, dry_run: bool = False, actor: str = "owner") -> list[Expiry]:
+        """Destroy the keys and marks of every partner whose retention period is over (each in
+        one transaction with its audit entry); report every partner's watermark either way."""
+        now = self._ws.clock()
+        found = []
+        for partner in self.partners():
+            until = self.retained_until(partner)
+            due = until is not None and now >= until
+            if not due or dry_run:
+                found.append(Expiry(partner, until, due=due))
+                continue
+            assert until is not None
+            with self._ws.store.unit_of_work() as uow:
+                gone = uow.watermarks.destroy(partner)
+                record_event(
+                    self._ws, uow, actor=actor, kind="watermark.destroyed", subject=partner,
+                    marked_rows=gone, retained_until=until.isoformat(),
+                )  # fmt: skip
+            with self._lock:
+                self._keys.pop(partner, None)
+            found.append(Expiry(partner, until, due=True, destroyed=True, marked_rows=gone))
+        return found

@@ -77,3 +77,17 @@ class SqlWatermarkRepository:
             query = query.where(watermark_marks.c.model == model)
         rows = self._session.execute(query.order_by(watermark_marks.c.id))
         return [_mark(row) for row in rows]
+
+    def destroy(self, partner_id: str) -> int:
+        gone = self._session.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(watermark_marks.c.rows), 0)).where(
+                watermark_marks.c.partner_id == partner_id
+            )
+        ).scalar_one()
+        self._session.execute(
+            sa.delete(watermark_marks).where(watermark_marks.c.partner_id == partner_id)
+        )
+        self._session.execute(
+            sa.delete(watermark_keys).where(watermark_keys.c.partner_id == partner_id)
+        )
+        return int(gone)

@@ -378,6 +378,10 @@ class WatermarkRepository(Protocol):
         """The partner's marked queries (of one model), oldest first."""
         ...
 
+    def destroy(self, partner_id: str) -> int:
+        """Delete the partner's keys and marked queries: how many marked rows went."""
+        ...
+
 
 class PrivacyRepository(Protocol):
     """The privacy budget each partner has spent on each noised grant, in micro-epsilon."""
