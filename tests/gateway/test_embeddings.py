@@ -6,13 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 from sklearn.datasets import load_breast_cancer
 from sklearn.decomposition import PCA
 
+from modelpact.cli.main import main
+from modelpact.errors import InvalidInput
 from modelpact.gateway.app import create_app
 from modelpact.marks import KeyedRotation, rotation_test
 from modelpact.runtime import export_sklearn
 from modelpact.services import CharterDesk, ModelRegistry, Workspace
+from modelpact.services.attribution import attribute_embeddings
 from modelpact.services.watermarking import WatermarkDesk
 from tests.gateway.conftest import charter_for, client, run
 
@@ -20,7 +24,7 @@ ROWS = load_breast_cancer().data
 
 
 def test_each_partner_gets_its_own_rotation_of_the_same_vectors(
-    ws: Workspace, gateway: Any
+    ws: Workspace, gateway: Any, capsys: Any
 ) -> None:
     pca = PCA(n_components=8).fit(ROWS)
     ModelRegistry(ws).add("embedder", export_sklearn(pca), version="1.0.0", source="pca.onnx")
@@ -63,3 +67,19 @@ def test_each_partner_gets_its_own_rotation_of_the_same_vectors(
     assert found["acme"].statistic > 0.999 and found["acme"].p_value < 1e-9
     assert found["globex"].p_value > 1e-6
     assert "acme's rotation" in found["acme"].explain()
+    # The owner's CLI says the same from two CSV files: the inputs and the leaked vectors.
+    np.savetxt(ws.root / "inputs.csv", rows, delimiter=",")
+    np.savetxt(ws.root / "leak.csv", acme, delimiter=",")
+    code = main([
+        "--workspace", str(ws.root), "watermark", "verify-embeddings", "--model", "embedder",
+        "--inputs", str(ws.root / "inputs.csv"), "--vectors", str(ws.root / "leak.csv"),
+    ])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0 and "Named: the vectors carry acme's rotation" in printed
+    assert "globex's rotation" not in printed
+    # A leak of the model's own vectors (no partner's rotation) names nobody; a leak from
+    # another model's width is one clear error.
+    innocent = attribute_embeddings(ws, rows, original, model="embedder")
+    assert innocent.named == [] and innocent.partners == 2
+    with pytest.raises(InvalidInput, match="embeds in 8 dimensions"):
+        attribute_embeddings(ws, rows, acme[:, :4], model="embedder")

@@ -106,6 +106,42 @@ def verify(
     console.print(report.explain())
 
 
+@app.command("verify-embeddings")
+def verify_embeddings(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Option(help="The embedding model they may come from.")],
+    inputs: Annotated[Path, typer.Option(help="CSV of the rows the leaked vectors embed.")],
+    vectors: Annotated[Path, typer.Option(help="CSV of the leaked vectors, one per row.")],
+    version: Annotated[
+        str | None, typer.Option(help="The model version (default: the one served).")
+    ] = None,
+    threshold: Annotated[float, typer.Option(help="Name a partner only below this p.")] = 1e-6,
+) -> None:
+    """Say whose keyed rotation leaked embedding vectors carry: each partner's rotation of
+    your model's own vectors for the same inputs, against the leak."""
+    from modelpact.runtime.tables import read_rows_csv
+    from modelpact.services.attribution import attribute_embeddings
+
+    rows, leaked = read_rows_csv(inputs), read_rows_csv(vectors)
+    with open_ws(ctx) as ws:
+        report = attribute_embeddings(
+            ws, rows, leaked, model=model, version=version, threshold=threshold
+        )
+    table = Table("partner", "mean cosine", "dims", "p-value", "named")
+    named = {e.partner for e in report.named}
+    for e in report.evidence:
+        table.add_row(
+            e.partner,
+            f"{e.statistic:.3f}",
+            str(e.count),
+            f"{e.p_value:.3g}",
+            "YES" if e.partner in named else "no",
+        )
+    console = out()
+    console.print(table)
+    console.print(report.explain())
+
+
 @app.command("expire")
 def expire(
     ctx: typer.Context,

@@ -24,14 +24,22 @@ from typing import Any
 import numpy as np
 
 from modelpact.errors import InvalidInput, NotFound
-from modelpact.marks import Evidence, Watermark, chance_rate, flip_test, tilt_evidence
+from modelpact.marks import (
+    Evidence,
+    KeyedRotation,
+    Watermark,
+    chance_rate,
+    flip_test,
+    rotation_test,
+    tilt_evidence,
+)
 from modelpact.services.registry import ModelRegistry
 from modelpact.services.serving import class_labels
 from modelpact.services.suspects import OnnxSuspect, Suspect
 from modelpact.services.watermarking import WatermarkDesk
 from modelpact.services.workspace import Workspace
 
-__all__ = ["Attribution", "attribute"]
+__all__ = ["Attribution", "attribute", "attribute_embeddings"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,14 @@ class Attribution:
 
     def explain(self) -> str:
         kinds = sorted({e.test for e in self.evidence})
+        if kinds == ["rotation"]:
+            how = (
+                f"The leaked vectors were compared with the model's own vectors for the same "
+                f"{self.probe_rows} inputs, turned by each partner's rotation. A partner is "
+                f"named when p x {self.tests} partners < {self.threshold:g}."
+            )
+            named = "; ".join(e.explain() for e in self.named)
+            return how + (f" Named: {named}" if named else " No partner is named.")
         how = (
             f"Each partner's marked queries were replayed to the suspect (chance measured as "
             f"its disagreement, on {self.probe_rows} probe rows, with what the partner was "
@@ -162,3 +178,46 @@ def attribute(
             if tilted is not None:
                 evidence.append(tilted)
     return Attribution(model, threshold, len(marks), len(rows), evidence)
+
+
+def attribute_embeddings(
+    ws: Workspace,
+    inputs: Any,
+    vectors: Any,
+    *,
+    model: str,
+    version: str | None = None,
+    threshold: float = 1e-6,
+) -> Attribution:
+    """Whose rotation do leaked embedding ``vectors`` carry?  ``inputs``: the rows they
+    embed, one each; ``version``: the model version they came from (default: served)."""
+    if not 0 < threshold < 1:
+        raise InvalidInput("the threshold must be between 0 and 1")
+    rows = np.asarray(inputs, dtype=np.float64)
+    leaked = np.asarray(vectors, dtype=np.float64)
+    if rows.ndim != 2 or leaked.ndim != 2 or len(rows) != len(leaked) or len(rows) < 2:
+        raise InvalidInput("give at least two inputs and one leaked vector per input")
+    registry = ModelRegistry(ws)
+    version = version or registry.served(model)
+    registry.verify(model, version)
+    original = OnnxSuspect.from_bytes(registry.decrypt(model, version), source=model)
+    raw = original.predictor.predict(np.asarray(rows, dtype=original.dtype))
+    if len(raw) != 1:
+        raise InvalidInput(f"{model} {version} is not an embedding model (one output)")
+    (own,) = (np.asarray(v, dtype=np.float64) for v in raw.values())
+    if own.shape != leaked.shape:
+        raise InvalidInput(
+            f"{model} {version} embeds in {own.shape[-1]} dimensions; the leak has "
+            f"{leaked.shape[1]}"
+        )
+    desk = WatermarkDesk(ws)
+    partners = desk.partners()
+    if not partners:
+        raise NotFound("no partner has a key to have turned these vectors with")
+    evidence = [
+        rotation_test(
+            p, leaked, own, KeyedRotation(desk.keys(p).prf, f"{model}@{version}", own.shape[1])
+        )
+        for p in partners
+    ]
+    return Attribution(model, threshold, len(partners), len(rows), evidence)
