@@ -174,7 +174,7 @@ def test_a_black_box_copy_is_named_within_a_query_budget(
 
 
 def test_a_linear_copy_is_named_by_the_tilt_it_inherits(
-    app: Any, ws: Workspace, gateway: Any
+    app: Any, ws: Workspace, gateway: Any, capsys: Any
 ) -> None:
     from sklearn.linear_model import LogisticRegression
 
@@ -207,6 +207,13 @@ def test_a_linear_copy_is_named_by_the_tilt_it_inherits(
         return fitted.fit(x[kept], y[kept])
 
     copy = linear_copy(rows, acme)
+    (ws.root / "copy.onnx").write_bytes(export_sklearn(copy))
+    from modelpact.cli.main import main
+
+    verify = ["watermark", "verify", "--model", MODEL, "--suspect", str(ws.root / "copy.onnx")]
+    assert main(["--workspace", str(ws.root), *verify]) == 0
+    printed = capsys.readouterr().out
+    assert "Named: deviation from the model points along acme's tilt" in printed
     found = attribute(ws, export_sklearn(copy), model=MODEL)
     assert {e.partner for e in found.named} == {"acme"}
     assert [e.test for e in found.named] == ["tilt"]  # a linear copy learns no swaps

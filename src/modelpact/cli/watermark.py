@@ -86,8 +86,8 @@ def verify(
             )
         with open_ws(ctx) as ws:
             report = attribute(ws, data, model=model, probe=rows, threshold=threshold)
-    table = Table("partner", "test", "evidence", "chance", "p-value", "named")
-    named = {e.partner for e in report.named}
+    table = Table("partner", "test", "evidence", "chance", "p-value", "names it")
+    named = report.named
     for e in report.evidence:
         table.add_row(
             e.partner,
@@ -99,7 +99,7 @@ def verify(
             ),
             f"{e.chance:.3g}" if e.test == "flip" else "-",
             f"{e.p_value:.3g}",
-            "YES" if e.partner in named else "no",
+            "YES" if e in named else "no",
         )
     console = out()
     console.print(table)
