@@ -129,9 +129,9 @@ def attribute(
     original = OnnxSuspect.from_bytes(data, source=model)
     summary = registry.training_summary(model, version)
     desk = WatermarkDesk(ws)
+    # Every partner with a key: its tilt is tested even where none of its answers was swapped.
     marks = {p: [m for m in desk.marks(p, model)] for p in desk.partners()}
-    marks = {p: found for p, found in marks.items() if found}
-    if not marks:
+    if not any(marks.values()) and summary is None:
         raise NotFound(f"no partner's watermark has marked any answer of {model}")
     if probe is None:
         probe = _synthetic_probe(registry, model, version)
@@ -149,10 +149,10 @@ def attribute(
         raise InvalidInput(
             "attribution needs at least 10 probe rows (pass --probe FILE, or a larger --budget)"
         )
-    replies = {}
+    replies: dict[str, tuple[Any, Any]] = {}
     for partner, found in sorted(marks.items()):  # the marks first: they carry the evidence
         replay = [row for m in found for row in m.rows]
-        answers = runner.ask(replay).labels
+        answers = runner.ask(replay).labels if replay else []
         replies[partner] = (answers, [label for m in found for label in m.labels])
     theirs, ours = runner.ask(rows), original.ask(rows)
     columns = class_labels(data)
@@ -169,14 +169,20 @@ def attribute(
             )  # fmt: skip
             picked = np.argmax(mark.shown(rows, ours.scores), axis=1)
             shown = np.asarray(columns)[picked] if columns is not None else picked
-        chance = chance_rate(np.asarray(theirs.labels).astype(swapped.dtype), shown)
-        evidence.append(
-            flip_test(partner, np.asarray(answers).astype(swapped.dtype), swapped, chance)
-        )
+        if len(swapped):
+            chance = chance_rate(np.asarray(theirs.labels).astype(swapped.dtype), shown)
+            evidence.append(
+                flip_test(partner, np.asarray(answers).astype(swapped.dtype), swapped, chance)
+            )
         if mark is not None and mark.tilt > 0 and mark.summary is not None:
             tilted = tilt_evidence(partner, mark, rows, theirs.scores, ours.scores)
             if tilted is not None:
                 evidence.append(tilted)
+    if not evidence:
+        raise NotFound(
+            f"no partner's watermark has marked any answer of {model}, and the suspect shows "
+            "no class scores to test a tilt on"
+        )
     return Attribution(model, threshold, len(marks), len(rows), evidence)
 
 
