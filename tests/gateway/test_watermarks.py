@@ -276,3 +276,50 @@ def test_keys_and_marks_outlive_the_charter_for_its_retention_then_go(
     assert all(e.detail["marked_rows"] == 1 for e in gone)
     with pytest.raises(NotFound, match="no partner's watermark"):
         attribute(ws, onnx_model, model=MODEL)
+
+
+def test_a_linear_copy_of_a_multiclass_model_is_named_by_its_tilt(
+    ws: Workspace, gateway: Any
+) -> None:
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    from modelpact.gateway.app import create_app
+    from modelpact.services import CharterDesk
+    from modelpact.services.registry import ModelRegistry
+    from tests.gateway.conftest import charter_for, client
+
+    x, y = load_digits(return_X_y=True)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x, y)
+    ModelRegistry(ws).add("digits", export_sklearn(model), version="1.0.0", source="d.onnx",
+                          reference=x)  # fmt: skip
+    grant = {"model": "digits", "versions": "1.*", "actions": ["predict"],
+             "output": {"kind": "label"}}  # fmt: skip
+    for partner in ("acme", "globex"):
+        envelope = charter_for(
+            ws, partner, version=2, grants=[grant], protections__extraction_monitor=None
+        )
+        CharterDesk(ws).apply(envelope, source="e.json")
+    app = create_app(ws, gateway=gateway)
+    rng = np.random.default_rng(4)
+    asked = x[rng.integers(0, len(x), 5000)]
+    asked = asked + rng.normal(0.0, 0.3, asked.shape) * x.std(axis=0)
+
+    async def labels(partner: str, rows: np.ndarray) -> np.ndarray:
+        found: list[int] = []
+        async with client(app, ws, partner=partner) as sdk:
+            for start in range(0, len(rows), 64):
+                prediction = await sdk.predict("digits", rows[start : start + 64])
+                found += [int(o["label"]) for o in prediction.outputs]
+        return np.asarray(found)
+
+    acme = run(labels("acme", asked))
+    run(labels("globex", asked[:500]))
+    natural = run(labels("acme", x[:500]))  # training-like rows are hardly moved
+    assert np.mean(natural != model.predict(x[:500])) < 0.01
+    assert np.mean(acme != model.predict(asked)) > 0.01  # noisy ones are
+    copy = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(asked, acme)
+    found = attribute(ws, export_sklearn(copy), model="digits")
+    assert {(e.partner, e.test) for e in found.named} == {("acme", "tilt")}
+    honest = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=2000)).fit(x, y)
+    assert attribute(ws, export_sklearn(honest), model="digits").named == []

@@ -10,7 +10,19 @@ from sklearn.datasets import load_breast_cancer
 
 from modelpact.crypto import PrfKey
 from modelpact.errors import InvalidInput
-from modelpact.marks import RATE, TILT, Watermark, chance_rate, deviation, flip_test, tilt_test
+from modelpact.marks import (
+    MC_TILT,
+    RATE,
+    TILT,
+    TILTED_RATE,
+    TiltProbe,
+    Watermark,
+    chance_rate,
+    deviation,
+    flip_test,
+    tilt_basis,
+    tilt_test,
+)
 from modelpact.monitor import TrainingSummary
 
 ROWS = load_breast_cancer().data
@@ -64,11 +76,20 @@ def test_the_tilt_moves_log_odds_along_a_keyed_direction() -> None:
     out, marked = mark.apply(ROWS, given_scores)
     assert not marked.any()
     moved = np.log(out[:, 1] / out[:, 0]) - np.log(given_scores[:, 1] / given_scores[:, 0])
-    assert np.allclose(moved, 0.5 * summary.whiten(ROWS) @ mark.direction())
+    # Along the keyed direction, by up to the tilt: none for rows that spread like training
+    # rows (a ramp from 0.8 to 1.2 times their spread), all of it at 1.2 to 2 times.
+    z = summary.whiten(ROWS)
+    along = z @ mark.direction()
+    spread = np.linalg.norm(z, axis=1) / np.sqrt(z.shape[1])
+    scale = moved / along
+    assert np.all((scale > -1e-9) & (scale < 0.5 + 1e-9))
+    assert np.allclose(moved[spread < 0.8], 0) and (spread < 0.8).any()
+    middle = (spread > 1.2) & (spread < 2)
+    assert middle.any() and np.allclose(moved[middle], 0.5 * along[middle])
     # Whitened: unit variance in every direction, but for near-collinear ones (radius,
     # perimeter, area) which the summary's ridge holds back rather than blow up.
-    spread = np.linalg.eigvalsh(np.cov(summary.whiten(ROWS), rowvar=False))
-    assert spread.max() < 1.01 and np.median(spread) > 0.9
+    variance = np.linalg.eigvalsh(np.cov(summary.whiten(ROWS), rowvar=False))
+    assert variance.max() < 1.01 and np.median(variance) > 0.9
     assert np.allclose(out.sum(axis=1), 1.0)
     assert abs(np.linalg.norm(mark.direction()) - 1) < 1e-12
     assert not np.allclose(
@@ -76,7 +97,7 @@ def test_the_tilt_moves_log_odds_along_a_keyed_direction() -> None:
         Watermark(PrfKey.generate(), "m@1", classes=2, tilt=0.5, summary=summary).direction(),
     )
     with pytest.raises(InvalidInput):
-        Watermark(key, "m@1", classes=3, tilt=0.5, summary=summary)
+        Watermark(key, "m@1", classes=3, tilt=0.5)  # no summary
     with pytest.raises(InvalidInput):
         Watermark(key, "m@1", classes=2, rate=0.2)
 
@@ -84,7 +105,8 @@ def test_the_tilt_moves_log_odds_along_a_keyed_direction() -> None:
 def test_the_served_watermark_tilts_only_where_it_can_and_shows_what_was_unswapped() -> None:
     summary, key = TrainingSummary.fit(ROWS), PrfKey.generate()
     binary = Watermark.served(key, "m@1", classes=2, summary=summary)
-    assert binary.tilt == TILT and binary.rate == RATE
+    assert binary.tilt == TILT and binary.rate == TILTED_RATE
+    assert Watermark.served(key, "m@1", classes=2, summary=None).rate == RATE
     assert Watermark.served(key, "m@1", classes=2, summary=None).tilt == 0
     given_scores = scores(len(ROWS), 2)
     out, marked = Watermark(key, "m@1", classes=2, rate=0.05, tilt=TILT, summary=summary).apply(
@@ -93,6 +115,69 @@ def test_the_served_watermark_tilts_only_where_it_can_and_shows_what_was_unswapp
     shown = binary.shown(ROWS, given_scores)  # the tilt alone: unmarked answers as given
     assert np.allclose(shown[~marked], out[~marked]) and marked.any()
     assert not np.allclose(shown[marked], out[marked])
+
+
+def test_the_multiclass_tilt_moves_unusual_rows_and_hardly_natural_ones() -> None:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits().data
+    summary, key = TrainingSummary.fit(digits), PrfKey.generate()
+    mark = Watermark.served(key, "d@1", classes=10, summary=summary)
+    assert (mark.tilt, mark.rate) == (MC_TILT, TILTED_RATE)
+    u = mark.tilt_matrix()
+    assert np.allclose(u.sum(axis=1), 0) and abs(np.linalg.norm(u) - 1) < 1e-12
+    # U lies in the basis's span and does not depend on which orthonormal basis of it.
+    basis = tilt_basis(summary)
+    assert np.allclose(basis @ (basis.T @ u), u)
+    turned = basis @ np.linalg.qr(np.random.default_rng(0).normal(size=(basis.shape[1],) * 2))[0]
+    same = Watermark.served(key, "d@1", classes=10, summary=summary, basis=turned)
+    assert np.allclose(same.tilt_matrix(), u)
+    noisy = digits + np.random.default_rng(1).normal(0, 0.3, digits.shape) * digits.std(axis=0)
+    assert np.median(np.abs(mark.shift(digits)).max(axis=1)) < 0.05  # natural: hardly moved
+    assert np.median(np.abs(mark.shift(noisy)).max(axis=1)) > 0.2  # unusual: moved
+    given = scores(len(noisy), 10)
+    out, marked = Watermark(key, "d@1", classes=10, rate=0.05, tilt=MC_TILT, summary=summary).apply(
+        noisy, given
+    )
+    assert np.allclose(out.sum(axis=1), 1.0) and marked.any()
+    # A marked row's new label is the class the tilt favours most (coherent swaps).
+    shift = mark.shift(noisy[marked])
+    tilted = mark.shown(noisy[marked], given[marked]).argmax(axis=1)
+    shift[np.arange(len(tilted)), tilted] = -np.inf
+    assert np.array_equal(out[marked].argmax(axis=1), shift.argmax(axis=1))
+
+
+def test_the_multiclass_tilt_test_names_the_key_a_linear_copy_learnt_and_is_uniform_else() -> None:
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = load_digits(return_X_y=True)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x, y)
+    summary = TrainingSummary.fit(x)
+    rng = np.random.default_rng(3)
+    noise = x.std(axis=0)
+
+    def noisy(n: int) -> np.ndarray:
+        picked = x[rng.integers(0, len(x), n)]
+        return picked + rng.normal(0, 0.3, picked.shape) * noise
+
+    thief = Watermark.served(PrfKey.generate(), "d@1", classes=10, summary=summary)
+    asked = noisy(5000)
+    labels = thief.apply(asked, model.predict_proba(asked))[0].argmax(axis=1)
+    copy = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(asked, labels)
+    probes = noisy(2000)
+    fitted = TiltProbe.fit(thief, probes, copy.predict_proba(probes), model.predict_proba(probes))
+    assert fitted is not None
+    assert fitted.test("thief", thief).p_value < 1e-8
+    others = [
+        fitted.test("other", Watermark.served(PrfKey.generate(), "d@1", classes=10,
+                                              summary=summary)).p_value
+        for _ in range(300)
+    ]  # fmt: skip
+    assert 0.02 < np.mean(np.asarray(others) < 0.1) < 0.2  # about 10%: a uniform p
+    assert min(others) > 1e-5
 
 
 def test_flip_test_names_a_copy_that_learnt_the_marks_and_not_one_that_did_not() -> None:

@@ -2,8 +2,8 @@
 
 - :class:`Watermark` — one partner's marks on one model version: a keyed selection of
   about 0.5% of queries whose answer is swapped to a keyed alternative class (after DAWN,
-  Szyller et al. 2021), and, for binary models, a small keyed tilt of the decision
-  function that a faithful linear copy inherits.
+  Szyller et al. 2021), and a small keyed tilt of the decision function that a faithful
+  linear copy inherits.
 - :class:`KeyedRotation` — a partner's secret orthogonal rotation of embedding vectors.
 - :mod:`modelpact.marks.attribution` — the tests: matches with a partner's swapped labels
   against the chance rate (one-sided binomial), and the angle between a suspect's deviation
@@ -12,27 +12,36 @@
 
 from modelpact.marks.attribution import (
     Evidence,
+    TiltProbe,
+    boundary_weight,
     chance_rate,
+    coefficients,
     deviation,
     flip_test,
     log_odds,
-    tilt_evidence,
+    model_directions,
     tilt_test,
 )
 from modelpact.marks.embedding import KeyedRotation, rotation_test
-from modelpact.marks.watermark import RATE, TILT, Watermark
+from modelpact.marks.watermark import MC_TILT, RATE, TILT, TILTED_RATE, Watermark, tilt_basis
 
 __all__ = [
+    "MC_TILT",
     "RATE",
     "TILT",
+    "TILTED_RATE",
     "Evidence",
     "KeyedRotation",
+    "TiltProbe",
     "Watermark",
+    "boundary_weight",
     "chance_rate",
+    "coefficients",
     "deviation",
     "flip_test",
     "log_odds",
+    "model_directions",
     "rotation_test",
-    "tilt_evidence",
+    "tilt_basis",
     "tilt_test",
 ]

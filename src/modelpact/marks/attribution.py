@@ -21,21 +21,24 @@ import numpy as np
 import numpy.typing as npt
 
 from modelpact.errors import InvalidInput
-from modelpact.marks.watermark import Watermark
+from modelpact.marks.watermark import Watermark, centred
 
 __all__ = [
     "Evidence",
+    "TiltProbe",
+    "boundary_weight",
     "chance_rate",
+    "coefficients",
     "deviation",
     "flip_test",
     "log_odds",
-    "tilt_evidence",
+    "model_directions",
     "tilt_test",
 ]
 
 #: Log-odds beyond this say little: float32 scores saturate near 16.6, and a copy's and the
 #: model's extreme answers differ by where they clip, not by their direction.
-_LOGIT_CAP = 12.0
+_LOGIT_CAP = 16.0
 
 #: The smallest chance rate a test assumes: a suspect that agrees with the model on every
 #: probe row still gets the benefit of the doubt of one disagreement in a thousand.
@@ -120,13 +123,7 @@ def tilt_test(
     dims = len(u) - 1
     norms = float(np.linalg.norm(v) * np.linalg.norm(u))
     cosine = float(v @ u / norms) if norms > 0 else 0.0
-    if cosine <= 0 or dims < 2:
-        p = 1.0
-    else:
-        # P(cos >= c) for a uniformly random unit vector in `dims` dimensions.
-        from scipy import special
-
-        p = float(0.5 * special.betainc((dims - 1) / 2, 0.5, 1 - cosine**2))
+    p = _cosine_tail(cosine, dims)
     return Evidence(partner, "tilt", cosine, 0.0, dims, p)
 
 
@@ -137,27 +134,122 @@ def log_odds(scores: Any) -> npt.NDArray[np.float64]:
     return found
 
 
-def tilt_evidence(
-    partner: str, mark: Watermark, rows: Any, suspect_scores: Any, original_scores: Any
-) -> Evidence | None:
-    """:func:`tilt_test` of a suspect's binary scores on probe ``rows`` against ``mark``'s
-    tilt, on the rows where neither model's log-odds saturate.  None when ``mark`` has no
-    tilt, the suspect shows no scores of the model's shape, or too few rows are left to fit
-    a direction (four per feature).  Which rows are used depends on the two models alone,
-    never on the key: the test's null distribution stays exact."""
-    summary = mark.summary
-    if (
-        mark.tilt <= 0
-        or summary is None
-        or suspect_scores is None
-        or np.shape(suspect_scores) != np.shape(original_scores)
-        or np.shape(original_scores)[1:] != (2,)
-    ):
-        return None
-    theirs, ours = log_odds(suspect_scores), log_odds(original_scores)
-    usable = (np.abs(theirs) < _LOGIT_CAP) & (np.abs(ours) < _LOGIT_CAP)
-    if usable.sum() < 4 * summary.width:
-        return None
-    z = summary.whiten(np.asarray(rows, dtype=np.float64)[usable])
-    own = deviation(ours[usable], np.zeros(int(usable.sum())), z)
-    return tilt_test(partner, deviation(theirs[usable], ours[usable], z), own, mark.direction())
+_TEMPERATURE = 2.0  # the model's log-probabilities are softened so for the boundary weight
+
+
+def coefficients(
+    probabilities: Any, z: npt.NDArray[np.float64], basis: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """V = T^T B (r x K): the least-squares fit (with intercept) of centred log-probabilities
+    on the whitened probe rows, in the tilt basis — a softmax-linear model's coefficients."""
+    p = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-12, None)
+    logp = centred(np.log(p / p.sum(axis=1, keepdims=True)))
+    design = np.hstack([z, np.ones((len(z), 1))])
+    solution, *_ = np.linalg.lstsq(design, logp, rcond=None)
+    found: npt.NDArray[np.float64] = basis.T @ solution[:-1]
+    return found
+
+
+def boundary_weight(
+    probabilities: Any, z: npt.NDArray[np.float64], basis: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """M (r x r) = mean g_i t_i t_i^T, t_i the probe row in the basis, g_i the Gini impurity
+    of the model's softened probabilities: the directions along which rows near the model's
+    boundaries vary, where a copy's boundaries are pinned down best (a matched filter)."""
+    p = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-12, None)
+    logits = np.log(p) / _TEMPERATURE
+    q = np.exp(logits - logits.max(axis=1, keepdims=True))
+    q /= q.sum(axis=1, keepdims=True)
+    gini = 1.0 - np.sum(q * q, axis=1)
+    t = z @ basis
+    weight: npt.NDArray[np.float64] = (t * gini[:, None]).T @ t / len(t)
+    return weight
+
+
+def model_directions(
+    original: npt.NDArray[np.float64], weight: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """An orthonormal basis (columns, over flattened r x K) of the model's own directions,
+    one per class (a copy's per-class scale differs from the model's anyway)."""
+    r, k = original.shape
+    vectors = []
+    for c in range(k):
+        single = np.zeros((r, k))
+        single[:, c] = weight @ original[:, c]
+        vectors.append(centred(single).ravel())
+    q, upper = np.linalg.qr(np.array(vectors).T)
+    diagonal = np.abs(np.diag(upper))
+    found: npt.NDArray[np.float64] = q[:, diagonal > 1e-10 * max(float(diagonal.max()), 1e-300)]
+    return found
+
+
+def _cosine_tail(cosine: float, dims: int) -> float:
+    """P(cos >= c) for a uniformly random unit vector in ``dims`` dimensions."""
+    if cosine <= 0 or dims < 2:
+        return 1.0
+    from scipy import special  # here: the model worker imports this package, never tests
+
+    return float(0.5 * special.betainc((dims - 1) / 2, 0.5, 1 - cosine**2))
+
+
+@dataclass(frozen=True)
+class TiltProbe:
+    """What the tilt tests need of a suspect and of the model on the probe rows, fitted once
+    and then tested against each partner's key (:meth:`test`).  Everything here comes from
+    the two models, the rows and the training summary, never a key: the tests' null
+    distribution (a uniformly random direction's cosine) is exact."""
+
+    classes: int
+    #: binary: the suspect's deviation and the model's direction (whitened space);
+    #: K classes: the suspect's filtered coefficients and the model's directions.
+    found: npt.NDArray[np.float64]
+    own: npt.NDArray[np.float64]
+    weight: npt.NDArray[np.float64] | None = None
+
+    @classmethod
+    def fit(
+        cls,
+        mark: Watermark,
+        rows: Any,
+        suspect_scores: Any,
+        original_scores: Any,
+    ) -> TiltProbe | None:
+        """None when ``mark`` has no tilt, the suspect shows no scores of the model's shape,
+        or too few usable rows are left to fit (four per feature)."""
+        summary = mark.summary
+        if (
+            mark.tilt <= 0
+            or summary is None
+            or suspect_scores is None
+            or np.shape(suspect_scores) != np.shape(original_scores)
+            or np.shape(original_scores)[1:] != (mark.classes,)
+        ):
+            return None
+        data = np.asarray(rows, dtype=np.float64)
+        if mark.classes == 2:
+            theirs, ours = log_odds(suspect_scores), log_odds(original_scores)
+            usable = (np.abs(theirs) < _LOGIT_CAP) & (np.abs(ours) < _LOGIT_CAP)
+            if usable.sum() < 4 * summary.width:
+                return None
+            z = summary.whiten(data[usable])
+            own = deviation(ours[usable], np.zeros(int(usable.sum())), z)
+            return cls(2, deviation(theirs[usable], ours[usable], z), own)
+        if len(data) < 4 * summary.width:
+            return None
+        z, basis = summary.whiten(data), mark.basis()
+        weight = boundary_weight(original_scores, z, basis)
+        own = model_directions(coefficients(original_scores, z, basis), weight)
+        found = centred(weight @ coefficients(suspect_scores, z, basis)).ravel()
+        return cls(mark.classes, found - own @ (own.T @ found), own, weight)
+
+    def test(self, partner: str, mark: Watermark) -> Evidence:
+        """Cosine between the suspect's deviation and ``partner``'s tilt, the model's own
+        directions projected out of both."""
+        if self.classes == 2:
+            return tilt_test(partner, self.found, self.own, mark.direction())
+        h = mark.tilt_seed().ravel()
+        h = h - self.own @ (self.own.T @ h)
+        dims = len(h) - mark.tilt_seed().shape[0] - self.own.shape[1]  # centred, then less W
+        norms = float(np.linalg.norm(self.found) * np.linalg.norm(h))
+        cosine = float(self.found @ h / norms) if norms > 0 else 0.0
+        return Evidence(partner, "tilt", cosine, 0.0, dims, _cosine_tail(cosine, dims))

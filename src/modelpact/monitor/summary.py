@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -148,10 +149,15 @@ class TrainingSummary:
         """Rows standardised, then decorrelated (the precision matrix's symmetric square root):
         every direction has unit variance over the training rows, but for near-collinear
         ones, which the ridge holds below it rather than blow up."""
-        values, vectors = np.linalg.eigh(self.precision)
-        root = (vectors * np.sqrt(np.maximum(values, 0.0))) @ vectors.T
-        white: npt.NDArray[np.float64] = self.standardise(rows) @ root
+        white: npt.NDArray[np.float64] = self.standardise(rows) @ self._whitening
         return white
+
+    @functools.cached_property
+    def _whitening(self) -> npt.NDArray[np.float64]:
+        """The precision matrix's symmetric square root, decomposed once per summary."""
+        values, vectors = np.linalg.eigh(self.precision)
+        root: npt.NDArray[np.float64] = (vectors * np.sqrt(np.maximum(values, 0.0))) @ vectors.T
+        return root
 
     def outside(self, rows: Any) -> npt.NDArray[np.float64]:
         """The fraction of each row's features outside the training range."""

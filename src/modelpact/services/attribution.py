@@ -27,11 +27,12 @@ from modelpact.errors import InvalidInput, NotFound
 from modelpact.marks import (
     Evidence,
     KeyedRotation,
+    TiltProbe,
     Watermark,
     chance_rate,
     flip_test,
     rotation_test,
-    tilt_evidence,
+    tilt_basis,
 )
 from modelpact.services.registry import ModelRegistry
 from modelpact.services.serving import class_labels
@@ -158,14 +159,21 @@ def attribute(
     columns = class_labels(data)
     if summary is not None and summary.width != rows.shape[1]:
         summary = None  # as the gateway does: no tilt was served against other rows
+    basis = None
+    if summary is not None and ours.scores is not None and ours.scores.shape[1] > 2:
+        try:
+            basis = tilt_basis(summary)
+        except InvalidInput:  # as the gateway does: no multiclass tilt was served
+            summary = None
     evidence = []
+    fitted: TiltProbe | None = None  # the same for every partner: fitted once
     for partner, (answers, given) in replies.items():
         swapped = np.asarray(given)
         shown, mark = ours.labels, None
         if ours.scores is not None and ours.scores.shape[1] >= 2:
             mark = Watermark.served(
                 desk.keys(partner).prf, f"{model}@{version}",
-                classes=int(ours.scores.shape[1]), summary=summary,
+                classes=int(ours.scores.shape[1]), summary=summary, basis=basis,
             )  # fmt: skip
             picked = np.argmax(mark.shown(rows, ours.scores), axis=1)
             shown = np.asarray(columns)[picked] if columns is not None else picked
@@ -174,10 +182,10 @@ def attribute(
             evidence.append(
                 flip_test(partner, np.asarray(answers).astype(swapped.dtype), swapped, chance)
             )
-        if mark is not None and mark.tilt > 0 and mark.summary is not None:
-            tilted = tilt_evidence(partner, mark, rows, theirs.scores, ours.scores)
-            if tilted is not None:
-                evidence.append(tilted)
+        if mark is not None and mark.tilt > 0:
+            fitted = fitted or TiltProbe.fit(mark, rows, theirs.scores, ours.scores)
+            if fitted is not None:
+                evidence.append(fitted.test(partner, mark))
     if not evidence:
         raise NotFound(
             f"no partner's watermark has marked any answer of {model}, and the suspect shows "

@@ -25,7 +25,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,7 +34,7 @@ import numpy.typing as npt
 from modelpact.charter import SLUG_PATTERN, OutputPolicy
 from modelpact.crypto import PrfKey, canonical_digest, constant_time_equal, sha256_hex
 from modelpact.errors import InvalidInput, ModelpactError, NotFound, Tampered, quote_untrusted
-from modelpact.marks import KeyedRotation, Watermark
+from modelpact.marks import KeyedRotation, Watermark, tilt_basis
 from modelpact.monitor import TrainingSummary, margins
 from modelpact.runtime import PredictionFailed, Predictor, shape_outputs
 from modelpact.runtime.shaping import LABEL_OUTPUT, SCORES_OUTPUT
@@ -48,6 +48,7 @@ __all__ = ["ModelServer", "Prediction", "class_labels"]
 _NAME = re.compile(SLUG_PATTERN)
 _VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+-]{0,62}$")  # as the registry accepts
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+_MARKS_KEPT = 4096  # partners' watermarks kept per loaded version
 #: skl2onnx writes a classifier's classes, in score-column order, in one of these.
 _CLASS_ATTRIBUTES = ("classlabels_ints", "classlabels_int64s", "classlabels_strings")
 
@@ -78,6 +79,10 @@ class _Loaded:
     digest: str  # the artifact's, as verified when loaded
     manifest: str  # sha256 of the signed manifest (the model-signing bundle)
     summary: TrainingSummary | None  # registered with the version: the watermark's tilt
+    basis: npt.NDArray[np.float64] | None  # the multiclass tilt's, computed once
+    #: Partners' watermarks on this version, by (secret, scope): a tilt's keyed direction
+    #: or matrix is drawn once per partner, not per request.
+    marks: dict[tuple[bytes, str], Watermark] = field(default_factory=dict)
 
 
 class ModelServer:
@@ -245,13 +250,21 @@ class ModelServer:
             np.float32 if predictor.summary.inputs[0].elem_type == "float" else np.float64
         )
         bundle = self._registry.get_version(model, version).signature_bundle
+        summary = self._registry.training_summary(model, version)
+        basis = None
+        if summary is not None:
+            try:
+                basis = tilt_basis(summary)
+            except InvalidInput:  # fewer than two varying directions: no multiclass tilt
+                basis = None
         return _Loaded(
             predictor,
             class_labels(data),
             dtype,
             verified.digest,
             "sha256:" + sha256_hex(bundle),
-            self._registry.training_summary(model, version),
+            summary,
+            basis,
         )
 
 
@@ -278,7 +291,17 @@ def _watermarked(
     summary = entry.summary
     if summary is not None and summary.width != len(values[0]):
         summary = None  # registered against other rows: no tilt rather than a wrong one
-    mark = Watermark.served(PrfKey(secret), scope, classes=int(scores.shape[1]), summary=summary)
+    if scores.shape[1] > 2 and entry.basis is None:
+        summary = None
+    mark = entry.marks.get((secret, scope))
+    if mark is None or mark.classes != scores.shape[1] or mark.summary is not summary:
+        mark = Watermark.served(
+            PrfKey(secret), scope, classes=int(scores.shape[1]), summary=summary,
+            basis=entry.basis,
+        )  # fmt: skip
+        if len(entry.marks) >= _MARKS_KEPT:
+            entry.marks.pop(next(iter(entry.marks)))
+        entry.marks[(secret, scope)] = mark
     new_scores, selected = mark.apply(values, scores)
     chosen = tuple(int(i) for i in np.nonzero(selected)[0])
     if not chosen and mark.tilt == 0:
