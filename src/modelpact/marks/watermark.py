@@ -94,9 +94,11 @@ def tilt_basis(summary: TrainingSummary) -> npt.NDArray[np.float64]:
     return basis
 
 
-def _reach(z: npt.NDArray[np.float64], basis: npt.NDArray[np.float64]) -> Any:
-    """c(x) per row: the ramp from natural to unusual spread along ``basis``, capped."""
-    along = np.linalg.norm(z @ basis, axis=1) / np.sqrt(basis.shape[1])
+def _reach(z: npt.NDArray[np.float64], basis: npt.NDArray[np.float64] | None = None) -> Any:
+    """c(x) per row: the ramp from natural to unusual spread along ``basis`` (or in all of
+    whitened space), capped."""
+    projected = z if basis is None else z @ basis
+    along = np.linalg.norm(projected, axis=1) / np.sqrt(projected.shape[1])
     low, high = _RAMP
     ramp = np.clip((along - low) / (high - low), 0.0, 1.0)
     return ramp * np.minimum(1.0, _REACH / np.maximum(along, 1e-300))
@@ -236,7 +238,7 @@ class Watermark:
             p = np.clip(out[:, 1] / np.maximum(out.sum(axis=1), _EDGE), _EDGE, 1 - _EDGE)
             logit = np.log(p) - np.log1p(-p)
             z = self.summary.whiten(data)
-            logit += self.tilt * _reach(z, np.eye(z.shape[1])) * (z @ self.direction())
+            logit += self.tilt * _reach(z) * (z @ self.direction())
             total = out.sum(axis=1)
             out[:, 1] = total / (1 + np.exp(-logit))
             out[:, 0] = total - out[:, 1]
@@ -249,11 +251,11 @@ class Watermark:
         selected = self.marked(data) if self.rate > 0 else np.zeros(len(data), dtype=bool)
         for i in np.nonzero(selected)[0]:
             top = int(np.argmax(out[i]))
-            if shift is not None:  # coherent: the class the tilt favours most
-                favour = shift[i].copy()
-                favour[top] = -np.inf
-                alt = int(np.argmax(favour))
-            else:
+            favour = None if shift is None else np.delete(shift[i], top)
+            if favour is not None and np.ptp(favour) > 1e-9:  # coherent: the tilt's favourite
+                pick = int(np.argmax(favour))
+                alt = pick if pick < top else pick + 1
+            else:  # no tilt on this row (it looks like training data): a keyed class
                 alt = self.alternative(data[i], top)
             out[i, top], out[i, alt] = out[i, alt], out[i, top]
         return out, selected
