@@ -1,8 +1,8 @@
 """The one door to low-level cryptography.
 
 Everything else in modelpact calls these named recipes and never imports
-``cryptography`` or ``model_signing`` itself (an import-linter contract holds
-this):
+``cryptography``, ``model_signing`` or ``tenseal`` itself (an import-linter contract
+holds this):
 
 - identities and signatures: :class:`SigningKey`, :class:`VerifyKey`,
   :func:`canonical_json` (RFC 8785), :func:`canonical_digest`;
@@ -16,7 +16,10 @@ this):
 - TLS for the partner gateway: :func:`create_ca`, :func:`issue_server_cert`,
   :func:`issue_client_cert`, :func:`server_cert_renewal_reason` and readers
   (:func:`cert_fingerprint`, :func:`cert_subject_cn`, :func:`cert_not_after`,
-  :func:`cert_hosts`).
+  :func:`cert_hosts`);
+- homomorphic encryption (CKKS, TenSEAL) for encrypted scoring:
+  :mod:`modelpact.crypto.homomorphic`, imported on its own so that TenSEAL loads only
+  where it is used.
 """
 
 from modelpact.crypto.digests import constant_time_equal, sha256_hex
