@@ -10,7 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelpact.crypto.homomorphic import CkksParameters, PublicContext, SecretContext
+from modelpact.crypto.homomorphic import (
+    CkksParameters,
+    PublicContext,
+    SecretContext,
+    rotation_steps,
+)
 from modelpact.errors import InvalidInput
 
 DEFAULT = CkksParameters()
@@ -114,3 +119,36 @@ def test_malformed_ciphertexts_are_refused_before_tenseal_reads_them(
         owner.score_columns([fewer[0], *good[1:]], w, b)
     with pytest.raises(InvalidInput, match="rows at a time"):
         partner.encrypt_columns(np.zeros((DEFAULT.slots + 1, 2)))
+
+
+@pytest.mark.parametrize("width", [1, 7, 30, 33])
+def test_row_packing_scores_with_only_the_galois_keys_its_width_needs(width: int) -> None:
+    partner = SecretContext()
+    public = partner.public(row_width=width)
+    owner: PublicContext = PublicContext.load(public, allowed=[DEFAULT], max_bytes=16 << 20)
+    rng = np.random.default_rng(width)
+    x, w, b = rng.normal(0, 3, (3, width)), rng.normal(0, 2, (2, width)), rng.normal(0, 2, 2)
+    out = owner.score_rows(partner.encrypt_rows(x), w, b)
+    found = np.array([[partner.decrypt(c, 1)[0] for c in row] for row in out])
+    assert np.abs(found - (x @ w.T + b)).max() < 1e-3
+    assert len(public) < 8 << 20  # every power-of-two key would be about 35 MB
+
+
+def test_rotation_steps_are_the_powers_of_two_a_sum_makes() -> None:
+    assert rotation_steps(1) == []
+    assert rotation_steps(30) == [1, 2, 4, 8, 16]
+    assert rotation_steps(32) == [1, 2, 4, 8, 16]
+    assert rotation_steps(33) == [1, 2, 4, 8, 16, 32]
+
+
+def test_row_packing_without_the_keys_it_needs_is_refused(partner: SecretContext) -> None:
+    x, w, b = np.ones((1, 30)), np.ones((1, 30)), np.zeros(1)
+    batch_only = PublicContext.load(partner.public(), allowed=[DEFAULT], max_bytes=4096)
+    with pytest.raises(InvalidInput, match="Galois keys"):
+        batch_only.score_rows(partner.encrypt_rows(x), w, b)
+    narrow = SecretContext()
+    owner = PublicContext.load(narrow.public(row_width=8), allowed=[DEFAULT], max_bytes=16 << 20)
+    with pytest.raises(InvalidInput, match="cannot carry"):
+        owner.score_rows(narrow.encrypt_rows(x), w, b)  # keys for 8 features, rows of 30
+    with pytest.raises(InvalidInput, match="hold 30 features"):
+        owner.score_rows(narrow.encrypt_rows(np.ones((1, 8))), w, b)

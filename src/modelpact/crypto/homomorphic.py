@@ -4,10 +4,16 @@ The partner's :class:`SecretContext` makes the keys and encrypts; it hands the o
 :meth:`SecretContext.public` (no secret key).  The owner's :class:`PublicContext` loads that
 and evaluates a linear model on ciphertexts; only the partner can decrypt the scores.
 
-*Batch* packing (this module so far): the rows are sent feature-major — one ciphertext per
-feature holding up to ``slots`` rows — so a linear model's scores are
-``sum_j w_j * ct_j + b`` per class: plaintext multiplications and additions only, no
-rotations, hence no Galois keys; the public context is a few dozen bytes.
+Two packings:
+
+- *batch*: the rows are sent feature-major — one ciphertext per feature holding up to
+  ``slots`` rows — so a linear model's scores are ``sum_j w_j * ct_j + b`` per class:
+  plaintext multiplications and additions only, no rotations, hence no Galois keys; the
+  public context is a few dozen bytes.
+- *row*: one ciphertext per row; a score is a dot product, whose sum over the slots needs
+  rotations by the powers of two below the row's width.  TenSEAL's Python API makes Galois
+  keys for every power of two (35 MB at N = 8192); SEAL's key generator (``tenseal.sealapi``)
+  makes just the ones needed, which are placed in the public context (about 4 MB).
 
 Untrusted bytes never reach TenSEAL unchecked: deserialising a malformed vector can crash
 the process (a vector with sizes but no ciphertext kills ``dot`` with SIGFPE; sizes of 1e9
@@ -30,7 +36,13 @@ import numpy.typing as npt
 
 from modelpact.errors import InvalidInput
 
-__all__ = ["MAX_COEFF_BITS", "CkksParameters", "PublicContext", "SecretContext"]
+__all__ = [
+    "MAX_COEFF_BITS",
+    "CkksParameters",
+    "PublicContext",
+    "SecretContext",
+    "rotation_steps",
+]
 
 #: The largest total coefficient modulus (bits) for 128-bit security, per polynomial degree
 #: (HomomorphicEncryption.org standard; SEAL's CoeffModulus.MaxBitCount, tc128).
@@ -112,6 +124,43 @@ def _fields(data: bytes) -> list[tuple[int, int, Any]]:
             raise InvalidInput("not a TenSEAL message (truncated)")
         found.append((number, wire, value))
     return found
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _encode(fields: Sequence[tuple[int, int, Any]]) -> bytes:
+    """A protobuf message from (field number, wire type, value), as :func:`_fields` reads."""
+    out = bytearray()
+    for number, wire, value in fields:
+        out += _encode_varint(number << 3 | wire)
+        if wire == 0:
+            out += _encode_varint(value)
+        elif wire == 2:
+            out += _encode_varint(len(value)) + value
+        else:
+            out += value
+    return bytes(out)
+
+
+def rotation_steps(width: int) -> list[int]:
+    """The rotations TenSEAL's ``sum``/``dot`` make over ``width`` slots: every power of two
+    below it, and those of what is left after the largest power of two, recursively."""
+    steps: set[int] = set()
+    while width > 1:
+        top = 1 << (width.bit_length() - 1)
+        steps.update(1 << i for i in range(top.bit_length() - 1))
+        if top == width:
+            break
+        steps.add(top)
+        width -= top
+    return sorted(steps)
 
 
 def _check_vector(data: bytes, params: CkksParameters) -> int:
@@ -210,6 +259,37 @@ class PublicContext:
             )
         return cls(context, params)
 
+    def score_rows(self, rows: Sequence[bytes], weights: Any, bias: Any) -> list[list[bytes]]:
+        """Row packing: one ciphertext per row of ``weights.shape[1]`` features.  Returns,
+        per row, one ciphertext per class whose first slot is the score."""
+        w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+        b = np.atleast_1d(np.asarray(bias, dtype=np.float64))
+        if len(b) != w.shape[0]:
+            raise InvalidInput("one bias per class")
+        if w.shape[1] > 1 and not self._context.has_galois_keys():
+            raise InvalidInput(
+                "row packing needs the context's Galois keys", hint="or use batch packing"
+            )
+        for row in rows:
+            if _check_vector(row, self.params) != w.shape[1]:
+                raise InvalidInput(f"each row's ciphertext must hold {w.shape[1]} features")
+        ts = _tenseal()
+        out = []
+        try:
+            for row in rows:
+                vector = ts.ckks_vector_from(self._context, row)
+                out.append(
+                    [
+                        (vector.dot(weight.tolist()) + float(shift)).serialize()
+                        for weight, shift in zip(w, b, strict=True)
+                    ]
+                )
+        except (RuntimeError, TypeError, MemoryError, IndexError) as exc:
+            raise InvalidInput(f"a ciphertext is malformed ({type(exc).__name__})") from None
+        except ValueError as exc:  # a Galois key missing, or the scale out of bounds
+            raise InvalidInput(f"the context cannot carry this computation ({exc})") from None
+        return out
+
     def score_columns(
         self, columns: Sequence[bytes], weights: Any, bias: Any
     ) -> tuple[list[bytes], int]:
@@ -252,16 +332,52 @@ class SecretContext:
         )
         self._context.global_scale = self.params.scale
 
-    def public(self) -> bytes:
-        """What the owner gets: the parameters and nothing to decrypt with (no Galois or
-        relinearisation keys either: batch packing needs none)."""
+    def public(self, *, row_width: int | None = None) -> bytes:
+        """What the owner gets: the parameters and nothing to decrypt with.  Batch packing
+        needs no keys at all; ``row_width``: row packing of rows that wide, with Galois keys
+        for just the rotations a dot product over them makes."""
         data: bytes = self._context.serialize(
             save_public_key=False,
             save_secret_key=False,
             save_galois_keys=False,
             save_relin_keys=False,
         )
-        return data
+        if row_width is None:
+            return data
+        if not 1 <= row_width <= self.params.slots:
+            raise InvalidInput(f"rows must have 1 to {self.params.slots} features")
+        keys = self._galois_keys(rotation_steps(row_width))
+        fields = _fields(data)
+        for index, (number, wire, value) in enumerate(fields):
+            if number == 2:  # TenSEALPublicProto: field 5 holds the Galois keys
+                public = [f for f in _fields(value) if f[0] != 5] + [(5, 2, keys)]
+                fields[index] = (number, wire, _encode(public))
+        return _encode(fields)
+
+    def _galois_keys(self, steps: Sequence[int]) -> bytes:
+        import tempfile
+        from pathlib import Path
+
+        _tenseal()
+        import tenseal.sealapi as sealapi
+        generator = sealapi.KeyGenerator(
+            self._context.seal_context().data, self._context.secret_key().data
+        )
+        keys = sealapi.GaloisKeys()
+        # SEAL takes Galois elements: a rotation by s slots is the element 3^s mod 2N.
+        generator.create_galois_keys([pow(3, s, 2 * self.params.degree) for s in steps], keys)
+        with tempfile.TemporaryDirectory() as scratch:  # SEAL's binding saves to paths only
+            path = Path(scratch) / "galois"
+            keys.save(str(path))
+            return path.read_bytes()
+
+    def encrypt_rows(self, rows: Any) -> list[bytes]:
+        """Row packing: one ciphertext per row."""
+        data = np.asarray(rows, dtype=np.float64)
+        if data.ndim != 2 or data.shape[1] > self.params.slots or not len(data):
+            raise InvalidInput(f"rows must have 1 to {self.params.slots} features")
+        ts = _tenseal()
+        return [ts.ckks_vector(self._context, row.tolist()).serialize() for row in data]
 
     def encrypt_columns(self, rows: Any) -> list[bytes]:
         """Rows (at most ``slots`` of them) feature-major: one ciphertext per feature."""
