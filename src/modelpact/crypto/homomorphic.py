@@ -360,6 +360,7 @@ class SecretContext:
 
         _tenseal()
         import tenseal.sealapi as sealapi
+
         generator = sealapi.KeyGenerator(
             self._context.seal_context().data, self._context.secret_key().data
         )
