@@ -37,6 +37,7 @@ from modelpact.errors import InvalidInput, ModelpactError, NotFound, Tampered, q
 from modelpact.marks import KeyedRotation, Watermark, tilt_basis
 from modelpact.monitor import TrainingSummary, margins
 from modelpact.runtime import PredictionFailed, Predictor, shape_outputs
+from modelpact.runtime.linear import LinearForm, linear_form
 from modelpact.runtime.shaping import LABEL_OUTPUT, SCORES_OUTPUT
 from modelpact.services.registry import ModelRegistry
 from modelpact.services.state_cache import StateCache, StateView
@@ -80,6 +81,8 @@ class _Loaded:
     manifest: str  # sha256 of the signed manifest (the model-signing bundle)
     summary: TrainingSummary | None  # registered with the version: the watermark's tilt
     basis: npt.NDArray[np.float64] | None  # the multiclass tilt's, computed once
+    #: Its affine part for encrypted and joint scoring, or why it has none.
+    linear: LinearForm | str
     #: Partners' watermarks on this version, by (secret, scope): a tilt's keyed direction
     #: or matrix is drawn once per partner, not per request.
     marks: dict[tuple[bytes, str], Watermark] = field(default_factory=dict)
@@ -141,6 +144,14 @@ class ModelServer:
         loaded (loading it now if it is not)."""
         entry = self._entry(model, version)
         return entry.digest, entry.manifest
+
+    def linear(self, model: str, version: str) -> LinearForm:
+        """The affine part of ``model`` ``version`` (:func:`~modelpact.runtime.linear.
+        linear_form`); :class:`InvalidInput` for a model that is not linear or logistic."""
+        found = self._entry(model, version).linear
+        if isinstance(found, str):
+            raise InvalidInput(found)
+        return found
 
     def predictor(self, model: str, version: str) -> Predictor:
         """The loaded :class:`Predictor` of ``model`` ``version``, loading it on first use."""
@@ -257,6 +268,10 @@ class ModelServer:
                 basis = tilt_basis(summary)
             except InvalidInput:  # fewer than two varying directions: no multiclass tilt
                 basis = None
+        try:
+            linear: LinearForm | str = linear_form(data)
+        except InvalidInput as exc:
+            linear = f"{model} {version}: {exc.summary}"
         return _Loaded(
             predictor,
             class_labels(data),
@@ -265,6 +280,7 @@ class ModelServer:
             "sha256:" + sha256_hex(bundle),
             summary,
             basis,
+            linear,
         )
 
 
