@@ -14,6 +14,8 @@ from modelpact.crypto.homomorphic import (
     CkksParameters,
     PublicContext,
     SecretContext,
+    _encode,
+    _encode_varint,
     rotation_steps,
 )
 from modelpact.errors import InvalidInput
@@ -80,19 +82,10 @@ def test_parameters_below_128_bit_security_or_without_room_are_refused() -> None
 
 
 def _vector(sizes: list[int], ciphertexts: int, scale: float) -> bytes:
-    packed = b"".join(bytes([s]) if s < 128 else _varint(s) for s in sizes)
-    body = b"\x0a" + bytes([len(packed)]) + packed
-    body += b"\x12\x03abc" * ciphertexts
-    return body + b"\x19" + struct.pack("<d", scale)
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
+    """A CKKSVectorProto by hand: sizes (packed), ciphertexts, scale."""
+    packed = b"".join(_encode_varint(s) for s in sizes)
+    fields = [(1, 2, packed)] + [(2, 2, b"abc")] * ciphertexts + [(3, 1, struct.pack("<d", scale))]
+    return _encode(fields)
 
 
 def test_malformed_ciphertexts_are_refused_before_tenseal_reads_them(

@@ -20,7 +20,6 @@ loses at most that much of the detectors' history, never a response.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
 import logging
@@ -36,9 +35,9 @@ from modelpact.audit.entries import IncidentEntry
 from modelpact.audit.log import append_within
 from modelpact.charter import ExtractionMonitor, IncidentResponse, OutputKind, OutputPolicy
 from modelpact.charter import Response as Step
-from modelpact.crypto import DataKey
 from modelpact.errors import InvalidInput, ModelpactError, NotFound
 from modelpact.monitor import ORDER, Alarm, Ladder, TrainingSummary, Watch
+from modelpact.services.envelopes import open_envelope, seal_envelope
 from modelpact.services.events import record_event
 from modelpact.services.webhooks import Notifier
 from modelpact.services.workspace import Workspace
@@ -427,34 +426,20 @@ class Monitor:
 
 
 _SEALED = "modelpact-sealed-watch/v1"
+_FIELDS = ("key", "state")
 
 
 def _seal_state(ws: Workspace, key: Key, text: str) -> str:
     """A watch's state sealed under a fresh data key wrapped by the workspace's KEK: it holds
     (standardised) partner queries, which are the partner's data and stay encrypted at rest."""
     ad = ("monitor-state/" + "/".join(key)).encode()
-    data_key = DataKey.generate()
-    return json.dumps(
-        {
-            "format": _SEALED,
-            "key": base64.b64encode(ws.kek().wrap(data_key, ad)).decode("ascii"),
-            "state": base64.b64encode(data_key.seal(text.encode(), ad)).decode("ascii"),
-        },
-        separators=(",", ":"),
-    )
+    return seal_envelope(ws, text.encode(), ad, kind=_SEALED, fields=_FIELDS)
 
 
 def _open_state(ws: Workspace, key: Key, text: str) -> str:
     ad = ("monitor-state/" + "/".join(key)).encode()
-    try:
-        envelope = json.loads(text)
-        if envelope["format"] != _SEALED:
-            raise InvalidInput("not a sealed watch")
-        wrapped = base64.b64decode(envelope["key"], validate=True)
-        sealed = base64.b64decode(envelope["state"], validate=True)
-    except (KeyError, TypeError, ValueError):
-        raise InvalidInput("not a sealed watch") from None
-    return ws.kek().unwrap(wrapped, ad).open(sealed, ad).decode("utf-8")
+    opened = open_envelope(ws, text, ad, kind=_SEALED, fields=_FIELDS, what="a sealed watch")
+    return opened.decode("utf-8")
 
 
 class ProtectionDesk:

@@ -22,6 +22,7 @@ from typing import Any
 from modelpact.crypto import DataKey, PrfKey
 from modelpact.errors import AlreadyExists, InvalidInput
 from modelpact.services.charters import CharterDesk
+from modelpact.services.envelopes import open_envelope, seal_envelope
 from modelpact.services.events import record_event
 from modelpact.services.workspace import Workspace
 from modelpact.store import MarkRecord
@@ -29,6 +30,7 @@ from modelpact.store import MarkRecord
 __all__ = ["Expiry", "Marks", "PartnerKeys", "WatermarkDesk"]
 
 _KEYS = "modelpact-watermark-keys/v1"
+_KEY_FIELDS = ("wrapped", "sealed")
 _MARKS = "modelpact-watermark-marks/v1"
 
 
@@ -86,15 +88,10 @@ class WatermarkDesk:
             sealed = uow.watermarks.key(partner)
             if sealed is None:
                 keys = PartnerKeys(PrfKey.generate(), DataKey.generate())
-                wrapper = DataKey.generate()
                 secret = keys.prf.secret() + keys.marks.secret()
-                document = {
-                    "format": _KEYS,
-                    "wrapped": _b64(self._ws.kek().wrap(wrapper, ad)),
-                    "sealed": _b64(wrapper.seal(secret, ad)),
-                }
+                document = seal_envelope(self._ws, secret, ad, kind=_KEYS, fields=_KEY_FIELDS)
                 try:
-                    uow.watermarks.add_key(partner, json.dumps(document), self._ws.clock())
+                    uow.watermarks.add_key(partner, document, self._ws.clock())
                 except AlreadyExists:  # another gateway made them meanwhile: read theirs
                     sealed = uow.watermarks.key(partner)
             if sealed is not None:
@@ -103,15 +100,9 @@ class WatermarkDesk:
             return self._keys.setdefault(partner, keys)
 
     def _open(self, sealed: str, ad: bytes) -> PartnerKeys:
-        try:
-            document = json.loads(sealed)
-            if document["format"] != _KEYS:
-                raise InvalidInput("not sealed watermark keys")
-            wrapped = base64.b64decode(document["wrapped"], validate=True)
-            box = base64.b64decode(document["sealed"], validate=True)
-        except (KeyError, TypeError, ValueError):
-            raise InvalidInput("not sealed watermark keys") from None
-        secret = self._ws.kek().unwrap(wrapped, ad).open(box, ad)  # Tampered if changed
+        secret = open_envelope(
+            self._ws, sealed, ad, kind=_KEYS, fields=_KEY_FIELDS, what="sealed watermark keys"
+        )  # Tampered if changed
         return PartnerKeys(PrfKey(secret[: PrfKey.SIZE]), DataKey(secret[PrfKey.SIZE :]))
 
     def record(
