@@ -95,6 +95,26 @@ def main() -> None:
             )
             console.print(f"scored {len(rows)} held-out rows with {model}")
 
+        # Encrypted: the SDK keeps the CKKS secret key; the gateway scores ciphertexts it
+        # cannot read and logs only their digests and the row count.
+        started = time.perf_counter()
+        hidden = sdk.predict_encrypted("cancer-screen", rows)  # batch packing
+        seconds = time.perf_counter() - started
+        receipts.extend(hidden.receipts)
+        picked = [max(o["scores"], key=lambda s: s["score"])["label"] for o in hidden.outputs]
+        correct = sum(int(p) == t for p, t in zip(picked, labels, strict=True))
+        one = sdk.predict_encrypted("cancer-screen", rows[:1], packing="rows")
+        receipts.extend(one.receipts)
+        malignant = one.outputs[0]["scores"][1]["score"]
+        summary.append(
+            (
+                f"cancer-screen {hidden.version}, encrypted (CKKS)",
+                f"{correct}/{len(labels)} correct in {len(hidden.receipts)} batch requests, "
+                f"{seconds:.2f} s; one row in row packing: P(class 1) = {malignant:.4f}",
+            )
+        )
+        console.print(f"scored {len(rows)} held-out rows encrypted; the gateway saw ciphertexts")
+
         with PartnerClient(args.gateway, purpose="marketing", **options) as wrong:
             try:
                 wrong.predict("cancer-screen", rows[:1])

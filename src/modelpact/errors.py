@@ -8,6 +8,7 @@ Every failure a caller must tell apart has its own type; interfaces catch only
      │    ├── CharterInvalid     a charter with errors (carries the findings)
      │    └── ModelRejected      an artifact that must not be registered (pickle, bad graph)
      ├── NotFound                a partner, model, version, charter or workspace that does not exist
+     │    └── ContextNeeded      an encryption context the gateway does not hold (upload it)
      ├── AlreadyExists           an immutable thing that is already there
      ├── Denied                  the policy said no (carries its reasons)
      │    └── Unauthenticated    no valid session or proof of key
@@ -31,6 +32,7 @@ __all__ = [
     "AuditUnavailable",
     "BudgetExhausted",
     "CharterInvalid",
+    "ContextNeeded",
     "Denied",
     "Expired",
     "InsecureKeyFile",
@@ -97,6 +99,13 @@ class ModelRejected(InvalidInput):
 
 class NotFound(ModelpactError):
     """Something named that does not exist."""
+
+
+class ContextNeeded(NotFound):
+    """An encrypted request under an encryption context the gateway does not hold (never
+    uploaded in this session, or dropped to make room): upload it again, then retry."""
+
+    default_hint = "upload the session's encryption context (PUT /v1/encryption/context)"
 
 
 class AlreadyExists(ModelpactError):

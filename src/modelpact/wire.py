@@ -9,15 +9,19 @@ purpose, the server's one-time ``nonce`` and the partner's clock.
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from modelpact.crypto import canonical_json
+from modelpact.errors import InvalidInput
 
 __all__ = [
     "ATTESTATION_TYPE",
+    "CIPHERTEXTS_MEDIA_TYPE",
     "NONCE_PATTERN",
     "PROBLEM_BASE",
     "SESSION_MESSAGE_TYPE",
@@ -28,6 +32,8 @@ __all__ = [
     "ChallengeRequest",
     "CheckpointDocument",
     "ConsistencyProof",
+    "EncryptedPredictResponse",
+    "EncryptionContext",
     "InclusionProof",
     "PredictRequest",
     "PredictResponse",
@@ -40,7 +46,9 @@ __all__ = [
     "SignedAttestation",
     "attestation_message",
     "instant",
+    "pack_ciphertexts",
     "session_message",
+    "unpack_ciphertexts",
 ]
 
 SESSION_MESSAGE_TYPE = "modelpact-session-request/v1"
@@ -96,6 +104,9 @@ class SessionGrant(_Wire):
     charter_version: int
     purpose: str
     expires_at: AwareDatetime
+    max_batch_rows: int | None = Field(
+        default=None, description="the charter's rows per request (the SDK splits by it)"
+    )
 
 
 class PredictRequest(_Wire):
@@ -115,6 +126,68 @@ class PredictResponse(_Wire):
     model: str
     version: str
     outputs: list[dict[str, object]]
+    receipt: Receipt
+
+
+#: The body of an encrypted prediction: ciphertexts, each a 4-byte big-endian length and
+#: that many bytes of a serialised TenSEAL CKKS vector.  Binary: base64 in JSON would add a
+#: third to the largest thing this API carries.
+CIPHERTEXTS_MEDIA_TYPE: Final = "application/vnd.modelpact.ciphertexts"
+_LENGTH = struct.Struct(">I")
+
+
+def pack_ciphertexts(blobs: Sequence[bytes]) -> bytes:
+    """The body :data:`CIPHERTEXTS_MEDIA_TYPE` names."""
+    return b"".join(_LENGTH.pack(len(b)) + b for b in blobs)
+
+
+def unpack_ciphertexts(body: bytes, *, most: int) -> list[bytes]:
+    """The ciphertexts of a :data:`CIPHERTEXTS_MEDIA_TYPE` body, at most ``most`` of them;
+    :class:`InvalidInput` for an empty, truncated or overlong body."""
+    blobs: list[bytes] = []
+    at = 0
+    while at < len(body):
+        if len(blobs) == most:
+            raise InvalidInput(f"more than {most} ciphertexts in one request")
+        if at + _LENGTH.size > len(body):
+            raise InvalidInput("the ciphertexts body ends inside a length")
+        (size,) = _LENGTH.unpack_from(body, at)
+        at += _LENGTH.size
+        if size == 0 or at + size > len(body):
+            raise InvalidInput("a ciphertext in the body is empty or cut short")
+        blobs.append(body[at : at + size])
+        at += size
+    if not blobs:
+        raise InvalidInput("no ciphertexts in the request body")
+    return blobs
+
+
+class EncryptionContext(_Wire):
+    """A session's public CKKS context as the gateway checked and holds it."""
+
+    digest: Digest = Field(description="sha256 of the serialised context; requests name it")
+    degree: int = Field(description="the ring degree N; a ciphertext holds N/2 values")
+    primes: list[int] = Field(description="bit sizes of the coefficient modulus primes")
+    scale_bits: int
+    slots: int
+
+
+class EncryptedPredictResponse(_Wire):
+    """Scores the gateway computed and cannot read, and what the partner applies after
+    decrypting them (``link`` over the score columns, ``labels`` naming them)."""
+
+    model: str
+    version: str
+    packing: Literal["batch", "rows"]
+    rows: int
+    columns: int = Field(description="score columns per row (1 for a binary classifier)")
+    link: Literal["sigmoid", "softmax", "identity"]
+    labels: list[str | int] | None
+    context: Digest
+    scores: list[str] = Field(
+        description="base64 ciphertexts: batch, one per score column holding every row in "
+        "its slots; rows, one per row holding column c in coefficient c x features"
+    )
     receipt: Receipt
 
 

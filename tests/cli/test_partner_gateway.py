@@ -594,3 +594,41 @@ def test_outputs_flatten_by_kind() -> None:
         assert list(csv.reader(text.splitlines())) == [["row", *columns], ["7", *cells]]
     _, text = output_csv([{"label": 0}], 8, ["label"])  # a later batch: no header
     assert text == "8,0\n"
+
+
+def test_predict_encrypted_writes_the_models_scores_in_both_packings(
+    cli: Cli, partner: Partner, ws: Workspace, tmp_path: Path
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    grant = {
+        "model": MODEL,
+        "versions": "1.*",
+        "actions": ["predict", "predict_encrypted"],
+        "output": {"kind": "label"},
+    }
+    envelope = charter_for(ws, "acme", version=2, grants=[grant])
+    CharterDesk(ws).apply(envelope, source="v2.json")
+    partner.charter.write_text(envelope)
+    opened(cli, partner)
+    features, labels = load_breast_cancer(return_X_y=True)
+    served = LogisticRegression(max_iter=5000).fit(features, labels)  # conftest's model
+    for packing, count, batches in (("batch", 100, 2), ("rows", 20, 2)):
+        rows = write_rows(tmp_path / f"{packing}.csv", ROWS[:count])
+        preds = tmp_path / f"{packing}.preds.csv"
+        result = cli(*partner.predict_args(rows, preds, "--encrypted", "--packing", packing))
+        assert result.code == 0, result.err
+        assert f"encrypted ({packing} packing) ({batches} batches" in result.out
+        header, lines = read_output(preds)
+        assert header == ["row", "score_0", "score_1"]  # scores, though the grant says label
+        found = [[float(v) for v in line[1:]] for line in lines]
+        assert abs(served.predict_proba(ROWS[:count]) - found).max() < 1e-3
+        verified = cli(
+            "partner", "verify-receipts", "--profile", partner.profile, f"{preds}.receipts.jsonl"
+        )
+        assert verified.code == 0, verified.err
+    scored = [e for e in audit(ws) if isinstance(e, AccessEntry)]
+    assert [(e.action, e.rows) for e in scored] == [("predict_encrypted", n) for n in
+                                                    (64, 36, 16, 4)]  # fmt: skip
+    bad = cli(*partner.predict_args(rows, tmp_path / "x.csv", "--encrypted", "--packing", "diag"))
+    assert bad.code != 0

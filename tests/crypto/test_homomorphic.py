@@ -16,8 +16,9 @@ from modelpact.crypto.homomorphic import (
     SecretContext,
     _encode,
     _encode_varint,
-    rotation_steps,
+    _vector_parts,
 )
+from modelpact.crypto.homomorphic import _vector as wrap
 from modelpact.errors import InvalidInput
 
 DEFAULT = CkksParameters()
@@ -114,34 +115,61 @@ def test_malformed_ciphertexts_are_refused_before_tenseal_reads_them(
         partner.encrypt_columns(np.zeros((DEFAULT.slots + 1, 2)))
 
 
-@pytest.mark.parametrize("width", [1, 7, 30, 33])
-def test_row_packing_scores_with_only_the_galois_keys_its_width_needs(width: int) -> None:
-    partner = SecretContext()
-    public = partner.public(row_width=width)
-    owner: PublicContext = PublicContext.load(public, allowed=[DEFAULT], max_bytes=16 << 20)
-    rng = np.random.default_rng(width)
-    x, w, b = rng.normal(0, 3, (3, width)), rng.normal(0, 2, (2, width)), rng.normal(0, 2, 2)
+@settings(max_examples=8, deadline=None)
+@given(
+    rows=st.integers(1, 3),
+    width=st.integers(1, 40),
+    classes=st.integers(1, 10),
+    seed=st.integers(0, 2**31),
+)
+def test_row_packing_puts_every_class_score_in_one_ciphertext_within_1e_3(
+    partner: SecretContext, owner: PublicContext, rows: int, width: int, classes: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 3, (rows, width))
+    w, b = rng.normal(0, 2, (classes, width)), rng.normal(0, 2, classes)
     out = owner.score_rows(partner.encrypt_rows(x), w, b)
-    found = np.array([[partner.decrypt(c, 1)[0] for c in row] for row in out])
+    assert len(out) == rows  # one ciphertext per row, every class in it
+    found = np.array([partner.decrypt_row(c, classes, width) for c in out])
     assert np.abs(found - (x @ w.T + b)).max() < 1e-3
-    assert len(public) < 8 << 20  # every power-of-two key would be about 35 MB
 
 
-def test_rotation_steps_are_the_powers_of_two_a_sum_makes() -> None:
-    assert rotation_steps(1) == []
-    assert rotation_steps(30) == [1, 2, 4, 8, 16]
-    assert rotation_steps(32) == [1, 2, 4, 8, 16]
-    assert rotation_steps(33) == [1, 2, 4, 8, 16, 32]
+def test_row_packing_needs_no_keys_and_refuses_what_it_cannot_hold(
+    partner: SecretContext, owner: PublicContext
+) -> None:
+    assert len(partner.public()) < 200  # the same context as batch packing: no Galois keys
+    row = partner.encrypt_rows(np.ones((1, 30)))
+    assert len(row[0]) < 130_000  # seeded: half of a fresh ciphertext
+    with pytest.raises(InvalidInput, match="must hold 31 features"):
+        owner.score_rows(row, np.ones((1, 31)), np.zeros(1))
+    with pytest.raises(InvalidInput, match="classes x features up to 8192"):
+        owner.score_rows(row, np.ones((300, 30)), np.zeros(300))
+    answer = owner.score_rows(row, np.ones((1, 30)), np.zeros(1))[0]
+    with pytest.raises(InvalidInput, match="not a fresh one under this context"):
+        owner.score_rows([answer], np.ones((1, 1)), np.zeros(1))  # an answer sent back
+    other = SecretContext(CkksParameters(16384, (60, 40, 40, 60), 40))
+    with pytest.raises(InvalidInput):
+        owner.score_rows(other.encrypt_rows(np.ones((1, 30))), np.ones((1, 30)), np.zeros(1))
 
 
-def test_row_packing_without_the_keys_it_needs_is_refused(partner: SecretContext) -> None:
-    x, w, b = np.ones((1, 30)), np.ones((1, 30)), np.zeros(1)
-    batch_only = PublicContext.load(partner.public(), allowed=[DEFAULT], max_bytes=4096)
-    with pytest.raises(InvalidInput, match="Galois keys"):
-        batch_only.score_rows(partner.encrypt_rows(x), w, b)
-    narrow = SecretContext()
-    owner = PublicContext.load(narrow.public(row_width=8), allowed=[DEFAULT], max_bytes=16 << 20)
-    with pytest.raises(InvalidInput, match="cannot carry"):
-        owner.score_rows(narrow.encrypt_rows(x), w, b)  # keys for 8 features, rows of 30
-    with pytest.raises(InvalidInput, match="hold 30 features"):
-        owner.score_rows(narrow.encrypt_rows(np.ones((1, 8))), w, b)
+@settings(max_examples=40, deadline=None)
+@given(
+    edits=st.lists(st.tuples(st.integers(0, 300), st.integers(0, 255)), min_size=1, max_size=8),
+    cut=st.one_of(st.none(), st.integers(0, 115_000)),
+)
+def test_a_tampered_row_ciphertext_is_scored_or_refused_never_a_crash(
+    partner: SecretContext, owner: PublicContext, edits: list[tuple[int, int]], cut: int | None
+) -> None:
+    _, blob = _vector_parts(partner.encrypt_rows(np.ones((1, 4)))[0], DEFAULT)
+    data = bytearray(blob)
+    for at, value in edits:  # SEAL's header and metadata live in the first bytes
+        data[at] = value
+    refused: InvalidInput | None = None
+    try:
+        out = owner.score_rows([wrap(4, bytes(data[:cut]), DEFAULT)], np.ones((1, 4)), np.zeros(1))
+    except InvalidInput as error:
+        refused = error
+    if refused is not None:  # one line, as every bad ciphertext gets
+        assert "\n" not in refused.summary
+    else:  # the edits left a valid ciphertext of other values: scored like any other
+        assert len(out) == 1 and partner.decrypt_row(out[0], 1, 4).shape == (1,)

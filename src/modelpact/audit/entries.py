@@ -163,14 +163,15 @@ class IncidentEntry(_Entry):
 
 
 class SessionEntry(_Entry):
-    """A partner proving who it is: a session opened or refused, a token refused or closed.
+    """A partner proving who it is: a session opened or refused, a token refused or closed,
+    an attestation fetched, an encryption context uploaded (``context``).
 
     ``actor`` is the partner the request claimed to be (``unknown`` when it
     named none); ``subject`` the session's token id (``sha256:`` of the token,
     never the token) or what was asked for.
     """
 
-    action: Literal["open", "authenticate", "attest", "close"]
+    action: Literal["open", "authenticate", "attest", "close", "context"]
     actor: Name
     charter: Name | None = None
     decision: Literal["allow", "deny"]

@@ -23,6 +23,7 @@ import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -351,6 +352,14 @@ def session(
 
 # -- predict: a CSV in, a CSV out, resumably -----------------------------------------------------
 
+#: Rows per encrypted request in batch packing: the slots of the default CKKS ring.
+ENCRYPTED_BATCH_ROWS = 4096
+
+
+class Packing(StrEnum):
+    BATCH = "batch"
+    ROWS = "rows"
+
 
 def _send(
     client: PartnerClient,
@@ -360,11 +369,22 @@ def _send(
     version: str | None,
     first_row: int,
     notes: Console,
+    packing: str | None = None,
 ) -> Prediction:
-    """One batch; a 429 with a short ``retry_after`` is waited out (it was not counted)."""
+    """One batch (one request: encrypted under ``packing`` when given); a 429 with a short
+    ``retry_after`` is waited out (it was not counted)."""
     for attempt in range(MAX_WAITS + 1):
         try:
-            return client.predict(model, rows, version=version)
+            if packing is None:
+                return client.predict(model, rows, version=version)
+            found = client.predict_encrypted(
+                model, rows, version=version, packing=packing, chunk=len(rows)
+            )
+            if len(found.receipts) != 1:
+                raise ServerError("an encrypted batch took more than one request")
+            from modelpact.client.protocol import Prediction as Answer
+
+            return Answer(found.model, found.version, found.outputs, found.receipts[0])
         except QuotaExhausted as exc:
             wait = exc.retry_after
             if wait is None or wait > MAX_WAIT_SECONDS or attempt == MAX_WAITS:
@@ -393,6 +413,7 @@ def _run_batches(
     version: str | None,
     size: int,
     notes: Console,
+    packing: str | None = None,
 ) -> int:
     """Send what is left of the input, recording each batch durably; return batches sent."""
     from rich.progress import (
@@ -426,6 +447,7 @@ def _run_batches(
                 version=run.state.version or version,
                 first_row=first,
                 notes=notes,
+                packing=packing,
             )
             if len(prediction.outputs) != len(chunk):
                 raise ServerError(
@@ -467,12 +489,25 @@ def predict(
         str | None,
         typer.Option(help="Model version (default: the one served, then kept for the run)."),
     ] = None,
+    encrypted: Annotated[
+        bool,
+        typer.Option(
+            "--encrypted",
+            help="Send CKKS ciphertexts: the gateway never sees the rows or the scores "
+            "(linear and logistic models; needs modelpact[encrypted]).",
+        ),
+    ] = False,
+    packing: Annotated[
+        Packing,
+        typer.Option(help="With --encrypted: batch (throughput) or rows (latency)."),
+    ] = Packing.BATCH,
 ) -> None:
     """(Partner) Predict a CSV of features in batches; run it again to resume after a stop.
 
     Writes OUT (row, then the output flattened), OUT.receipts.jsonl (one receipt per
     request) and OUT.state.json (the input's SHA-256 and the rows done).  A run
-    resumes only over the same input; rows already done are not sent again.
+    resumes only over the same input; rows already done are not sent again.  With
+    --encrypted the secret key stays here and the outputs are the model's scores.
     """
     from modelpact.cli.partner_profile import PredictionRun, scan_features
 
@@ -484,6 +519,8 @@ def predict(
             f"--batch {size} is over the charter's max_batch_rows of {limit}",
             hint=f"pass --batch {limit} or less",
         )
+    if encrypted:  # one request per batch: a ciphertext's slots, or a few rows
+        size = min(size, ENCRYPTED_BATCH_ROWS if packing is Packing.BATCH else 16)
     features = scan_features(input_path)
     run = PredictionRun.begin(
         out_path,
@@ -506,7 +543,14 @@ def predict(
             # gateway enforcing another version is refused before any row is sent.
             client.open_session()
             sent = _run_batches(
-                client, run, features, model=model, version=version, size=size, notes=notes
+                client,
+                run,
+                features,
+                model=model,
+                version=version,
+                size=size,
+                notes=notes,
+                packing=packing.value if encrypted else None,
             )
         except ModelpactError as exc:
             done = f"{run.state.rows_done} of {run.state.rows} rows done; {resume}"
@@ -519,8 +563,9 @@ def predict(
         finally:
             _close_quietly(client)
     again = f", resumed after row {start}" if start else ""
+    how = f" encrypted ({packing.value} packing)" if encrypted else ""
     console.print(
-        f"{out_path}: {run.state.rows} rows of {model} {run.state.version} "
+        f"{out_path}: {run.state.rows} rows of {model} {run.state.version}{how} "
         f"({sent} batches of at most {size} sent now{again}); receipts in {run.receipts}"
     )
 

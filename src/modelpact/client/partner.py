@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -47,13 +47,22 @@ from modelpact.client.protocol import (
     unb64_list,
 )
 from modelpact.crypto import SigningKey, VerifyKey
-from modelpact.errors import InvalidInput, ModelpactError, ServerError, Unauthenticated
+from modelpact.errors import (
+    ContextNeeded,
+    InvalidInput,
+    ModelpactError,
+    ServerError,
+    Unauthenticated,
+)
 from modelpact.wire import (
+    CIPHERTEXTS_MEDIA_TYPE,
     AttestationDocument,
     Challenge,
     ChallengeRequest,
     CheckpointDocument,
     ConsistencyProof,
+    EncryptedPredictResponse,
+    EncryptionContext,
     InclusionProof,
     PredictRequest,
     PredictResponse,
@@ -62,6 +71,9 @@ from modelpact.wire import (
     SessionGrant,
     SignedAttestation,
 )
+
+if TYPE_CHECKING:  # numpy and TenSEAL come with the `encrypted` extra: imported on use
+    from modelpact.client.encrypted import EncryptedPrediction, Encryption, Keys, Packing
 
 __all__ = ["AsyncPartnerClient", "PartnerClient", "Prediction"]
 
@@ -123,6 +135,7 @@ class _Base:
         self._witness_path = witness_path
         self._retries = max(0, retries)
         self._grant: SessionGrant | None = None
+        self._keys: Encryption | None = None  # CKKS key sets, made on first encrypted use
         self._http = self._make_http(
             base_url=base_url,
             verify=_verify_option(verify),
@@ -196,6 +209,67 @@ class _Base:
             return model.model_validate_json(response.content)
         except ValueError:
             raise ServerError(f"the gateway's reply is not a valid {model.__name__}") from None
+
+    def _encryption(self) -> Encryption:
+        from modelpact.client.encrypted import Encryption  # numpy and TenSEAL: the extra
+
+        if self._keys is None:
+            self._keys = Encryption()
+        return self._keys
+
+    def _encrypted_plan(
+        self, rows: Any, packing: str, chunk: int | None
+    ) -> tuple[Keys, list[Any], Packing]:
+        """The key set for these rows and the rows cut into requests."""
+        import numpy as np
+
+        from modelpact.client.encrypted import Encryption
+
+        if packing not in ("batch", "rows"):
+            raise InvalidInput(f"packing must be 'batch' or 'rows', not {packing[:20]!r}")
+        checked: Packing = "rows" if packing == "rows" else "batch"
+        table = as_rows(rows)
+        if any(len(row) != len(table[0]) for row in table):
+            raise InvalidInput("rows must all have the same number of features")
+        data = np.asarray(table, dtype=np.float64)
+        keys = self._encryption().keys(checked, data.shape[1])
+        limit = chunk or (self._grant.max_batch_rows if self._grant else None)
+        size = Encryption.chunk_size(keys, checked, limit)
+        return keys, [data[i : i + size] for i in range(0, len(data), size)], checked
+
+    @staticmethod
+    def _encrypted_request(
+        keys: Keys, packing: Packing, part: Any, version: str | None
+    ) -> tuple[bytes, dict[str, str | int]]:
+        from modelpact.client.encrypted import Encryption
+
+        params: dict[str, str | int] = {
+            "packing": packing,
+            "rows": len(part),
+            "context": keys.digest,
+        }
+        if version is not None:
+            params["version"] = version
+        return Encryption.body(keys, packing, part), params
+
+    @staticmethod
+    def _encrypted_result(
+        model: str, packing: Packing, answers: list[EncryptedPredictResponse], scores: list[Any]
+    ) -> EncryptedPrediction:
+        import numpy as np
+
+        from modelpact.client.encrypted import EncryptedPrediction, link_outputs
+
+        last = answers[-1]
+        matrix = np.vstack(scores)
+        return EncryptedPrediction(
+            model=model,
+            version=last.version,
+            packing=packing,
+            outputs=link_outputs(last.link, last.labels, matrix),
+            scores=matrix,
+            receipts=[a.receipt for a in answers],
+        )
 
     @staticmethod
     def _delay(attempt: int) -> float:
@@ -276,6 +350,81 @@ class PartnerClient(_Base):
                 continue
             return Prediction.from_wire(self._parse(response, PredictResponse))
         raise Unauthenticated("the gateway refused a fresh session")
+
+    def predict_encrypted(
+        self,
+        model: str,
+        rows: Any,
+        *,
+        packing: str = "batch",
+        version: str | None = None,
+        chunk: int | None = None,
+    ) -> EncryptedPrediction:
+        """Score ``rows`` with ``model`` without the gateway seeing them or the scores.
+
+        ``packing``: ``batch`` (one ciphertext per feature holding thousands of rows: the
+        throughput mode) or ``rows`` (one ciphertext per row: the latency mode).  The rows
+        go in requests of at most ``chunk`` rows (default: the countersigned charter's
+        ``max_batch_rows``, within what one request carries); all of them use the first
+        request's model version.
+        """
+        if renew_due(self._grant, self._clock()):
+            self.open_session()  # its grant says how many rows a request may carry
+        keys, parts, checked = self._encrypted_plan(rows, packing, chunk)
+        answers: list[EncryptedPredictResponse] = []
+        scores: list[Any] = []
+        for part in parts:
+            body, params = self._encrypted_request(keys, checked, part, version)
+            answer = self._post_encrypted(model, keys, body, params)
+            scores.append(self._encryption().read(keys, checked, part, answer))
+            answers.append(answer)
+            version = answer.version
+        return self._encrypted_result(model, checked, answers, scores)
+
+    def _post_encrypted(
+        self, model: str, keys: Keys, body: bytes, params: dict[str, str | int]
+    ) -> EncryptedPredictResponse:
+        """One encrypted request: the session (re)opened and the context uploaded as needed."""
+        for attempt in range(3):
+            if renew_due(self._grant, self._clock()):
+                self.open_session()
+            assert self._grant is not None
+            token = self._grant.token
+            if token not in keys.uploaded:
+                self._upload_context(keys)
+            try:
+                response = self._http.post(
+                    f"/v1/models/{model}/predict-encrypted",
+                    params=params,
+                    content=body,
+                    headers=self._headers() | {"Content-Type": CIPHERTEXTS_MEDIA_TYPE},
+                )
+            except httpx.TransportError as exc:
+                raise ServerError(f"cannot reach the gateway: {exc}") from None
+            if attempt < 2 and response.status_code in (401, 409):
+                if response.status_code == 401:
+                    self._grant = None  # the session ended: open one
+                elif isinstance(error_from(response), ContextNeeded):
+                    keys.uploaded.discard(token)  # the gateway dropped it: upload again
+                else:
+                    raise error_from(response)
+                continue
+            answer: EncryptedPredictResponse = self._parse(response, EncryptedPredictResponse)
+            return answer
+        raise ServerError("the gateway kept refusing the session or its encryption context")
+
+    def _upload_context(self, keys: Keys) -> None:
+        assert self._grant is not None
+        response = self._safe(
+            "PUT",
+            "/v1/encryption/context",
+            content=keys.public,
+            headers=self._headers() | {"Content-Type": "application/octet-stream"},
+        )
+        held = self._parse(response, EncryptionContext)
+        if held.digest != keys.digest:
+            raise ServerError("the gateway holds another encryption context than the one sent")
+        keys.uploaded.add(self._grant.token)
 
     def privacy_budget(self, model: str) -> PrivacyBudget:
         """What is left of this partner's privacy budget on a noised grant of ``model``."""
@@ -488,6 +637,81 @@ class AsyncPartnerClient(_Base):
                 self._pending.append(prediction.receipt)
             return prediction
         raise Unauthenticated("the gateway refused a fresh session")
+
+    async def predict_encrypted(
+        self,
+        model: str,
+        rows: Any,
+        *,
+        packing: str = "batch",
+        version: str | None = None,
+        chunk: int | None = None,
+    ) -> EncryptedPrediction:
+        """:meth:`PartnerClient.predict_encrypted`, awaited (encryption in a thread)."""
+        if self._broken is not None:
+            raise self._broken
+        if renew_due(self._grant, self._clock()):
+            await self._ensure_session()  # its grant says how many rows a request may carry
+        keys, parts, checked = await asyncio.to_thread(self._encrypted_plan, rows, packing, chunk)
+        answers: list[EncryptedPredictResponse] = []
+        scores: list[Any] = []
+        for part in parts:
+            body, params = await asyncio.to_thread(
+                self._encrypted_request, keys, checked, part, version
+            )
+            answer = await self._post_encrypted(model, keys, body, params)
+            read = self._encryption().read
+            scores.append(await asyncio.to_thread(read, keys, checked, part, answer))
+            answers.append(answer)
+            version = answer.version
+        if self._background is not None:
+            self._pending.extend(a.receipt for a in answers)
+        return self._encrypted_result(model, checked, answers, scores)
+
+    async def _post_encrypted(
+        self, model: str, keys: Keys, body: bytes, params: dict[str, str | int]
+    ) -> EncryptedPredictResponse:
+        for attempt in range(3):
+            if renew_due(self._grant, self._clock()):
+                await self._ensure_session()
+            grant = self._grant
+            assert grant is not None
+            if grant.token not in keys.uploaded:
+                await self._upload_context(keys)
+            try:
+                response = await self._http.post(
+                    f"/v1/models/{model}/predict-encrypted",
+                    params=params,
+                    content=body,
+                    headers=self._headers() | {"Content-Type": CIPHERTEXTS_MEDIA_TYPE},
+                )
+            except httpx.TransportError as exc:
+                raise ServerError(f"cannot reach the gateway: {exc}") from None
+            if attempt < 2 and response.status_code in (401, 409):
+                if response.status_code == 401:
+                    await self._ensure_session(stale=grant)
+                elif isinstance(error_from(response), ContextNeeded):
+                    keys.uploaded.discard(grant.token)
+                else:
+                    raise error_from(response)
+                continue
+            answer: EncryptedPredictResponse = self._parse(response, EncryptedPredictResponse)
+            return answer
+        raise ServerError("the gateway kept refusing the session or its encryption context")
+
+    async def _upload_context(self, keys: Keys) -> None:
+        assert self._grant is not None
+        token = self._grant.token
+        response = await self._safe(
+            "PUT",
+            "/v1/encryption/context",
+            content=keys.public,
+            headers=self._headers() | {"Content-Type": "application/octet-stream"},
+        )
+        held = self._parse(response, EncryptionContext)
+        if held.digest != keys.digest:
+            raise ServerError("the gateway holds another encryption context than the one sent")
+        keys.uploaded.add(token)
 
     async def privacy_budget(self, model: str) -> PrivacyBudget:
         """:meth:`PartnerClient.privacy_budget`, awaited."""

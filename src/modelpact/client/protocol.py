@@ -23,6 +23,7 @@ from modelpact.crypto import SigningKey, VerifyKey
 from modelpact.errors import (
     AuditUnavailable,
     BudgetExhausted,
+    ContextNeeded,
     Denied,
     Expired,
     InvalidInput,
@@ -149,6 +150,7 @@ _BY_KIND: dict[str, type[ModelpactError]] = {
     "invalid-input": InvalidInput,
     "invalid-request": InvalidInput,
     "payload-too-large": InvalidInput,
+    "context-needed": ContextNeeded,
     "tampered": Tampered,
     "audit-unavailable": AuditUnavailable,
     "unavailable": StorageUnavailable,

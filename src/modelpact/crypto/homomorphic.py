@@ -10,10 +10,21 @@ Two packings:
   ``slots`` rows — so a linear model's scores are ``sum_j w_j * ct_j + b`` per class:
   plaintext multiplications and additions only, no rotations, hence no Galois keys; the
   public context is a few dozen bytes.
-- *row*: one ciphertext per row; a score is a dot product, whose sum over the slots needs
-  rotations by the powers of two below the row's width.  TenSEAL's Python API makes Galois
-  keys for every power of two (35 MB at N = 8192); SEAL's key generator (``tenseal.sealapi``)
-  makes just the ones needed, which are placed in the public context (about 4 MB).
+- *row*: one ciphertext per row, the row in the *coefficients* of the plaintext polynomial
+  (``x(X) = sum_i x_i X^i``, encoded through the inverse of CKKS's canonical embedding)
+  rather than in its slots.  Multiplying by the plaintext polynomial
+  ``W(X) = sum_c X^(c*d) (w_c0 - sum_{i>0} w_ci X^(N-i))`` puts class ``c``'s score
+  ``sum_i x_i w_ci`` in coefficient ``c*d`` of the product (negacyclic: ``X^N = -1``):
+  one plaintext multiplication per row for every class together, no rotations, so no
+  Galois keys — a slot-packed dot product needs log2(d) rotations (about 13 ms at
+  N = 8192) and several MB of keys.  The partner reads the coefficients back from the
+  decoded slots.  Every operation is SEAL's (``tenseal.sealapi``); only the encoding differs.
+
+  What that reveals: the product's *other* coefficients hold other sums of feature-weight
+  products, so a decrypted row answer tells a partner more than the scores — a crafted row
+  reveals the weights (as the partial sums in the other slots of a rotate-and-sum dot
+  product would).  Full-precision scores reveal a linear model in d + 1 rows anyway; see
+  docs/encrypted.md.
 
 Untrusted bytes never reach TenSEAL unchecked: deserialising a malformed vector can crash
 the process (a vector with sizes but no ciphertext kills ``dot`` with SIGFPE; sizes of 1e9
@@ -25,10 +36,13 @@ HomomorphicEncryption.org standard (SEAL's ``CoeffModulus.MaxBitCount`` for ``tc
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,7 +55,6 @@ __all__ = [
     "CkksParameters",
     "PublicContext",
     "SecretContext",
-    "rotation_steps",
 ]
 
 #: The largest total coefficient modulus (bits) for 128-bit security, per polynomial degree
@@ -149,25 +162,17 @@ def _encode(fields: Sequence[tuple[int, int, Any]]) -> bytes:
     return bytes(out)
 
 
-def rotation_steps(width: int) -> list[int]:
-    """The rotations TenSEAL's ``sum``/``dot`` make over ``width`` slots: every power of two
-    below it, and those of what is left after the largest power of two, recursively."""
-    steps: set[int] = set()
-    while width > 1:
-        top = 1 << (width.bit_length() - 1)
-        steps.update(1 << i for i in range(top.bit_length() - 1))
-        if top == width:
-            break
-        steps.add(top)
-        width -= top
-    return sorted(steps)
-
-
 def _check_vector(data: bytes, params: CkksParameters) -> int:
-    """The slot count of a serialised CKKS vector: one ciphertext, one size within the slots,
-    the agreed scale."""
+    """The value count of a serialised CKKS vector (see :func:`_vector_parts`)."""
+    return _vector_parts(data, params)[0]
+
+
+def _vector_parts(data: bytes, params: CkksParameters) -> tuple[int, bytes]:
+    """``(value count, SEAL ciphertext bytes)`` of a serialised CKKS vector: one ciphertext,
+    one size within the slots, the agreed scale."""
     sizes: list[int] = []
-    ciphertexts = scales = 0
+    blobs: list[bytes] = []
+    scales = 0
     for number, wire, value in _fields(data):
         if number == 1 and wire == 2:  # packed sizes
             at = 0
@@ -177,18 +182,112 @@ def _check_vector(data: bytes, params: CkksParameters) -> int:
         elif number == 1 and wire == 0:
             sizes.append(value)
         elif number == 2 and wire == 2:
-            ciphertexts += 1
+            blobs.append(value)
         elif number == 3 and wire == 1:
             scales += 1
             if struct.unpack("<d", value)[0] != params.scale:
                 raise InvalidInput("a ciphertext is not at the session's scale")
         else:
             raise InvalidInput("not a CKKS vector")
-    if ciphertexts != 1 or len(sizes) != 1 or scales != 1:
+    if len(blobs) != 1 or len(sizes) != 1 or scales != 1:
         raise InvalidInput("a ciphertext must hold exactly one CKKS vector")
     if not 1 <= sizes[0] <= params.slots:
         raise InvalidInput(f"a ciphertext must hold 1 to {params.slots} values")
-    return sizes[0]
+    return sizes[0], blobs[0]
+
+
+def _vector(count: int, ciphertext: bytes, params: CkksParameters) -> bytes:
+    """A serialised CKKS vector (TenSEAL's message) around a SEAL ciphertext."""
+    return _encode([(1, 0, count), (2, 2, ciphertext), (3, 1, struct.pack("<d", params.scale))])
+
+
+@functools.lru_cache(maxsize=8)
+def _root_exponents(degree: int) -> npt.NDArray[np.float64]:
+    """Slot k of SEAL's CKKS encoding holds the polynomial's value at zeta^(3^k mod 2N),
+    zeta = exp(i pi / N): its exponents, times pi / N."""
+    exponents = [pow(3, k, 2 * degree) for k in range(degree // 2)]
+    return np.asarray(exponents, dtype=np.float64) * (np.pi / degree)
+
+
+@functools.lru_cache(maxsize=16)
+def _powers(degree: int, positions: tuple[int, ...]) -> npt.NDArray[np.complex128]:
+    """root_k^j for every slot k (rows) and position j (columns)."""
+    found: npt.NDArray[np.complex128] = np.exp(
+        1j * np.outer(_root_exponents(degree), np.asarray(positions, dtype=np.float64))
+    )
+    return found
+
+
+def _embed(degree: int, positions: tuple[int, ...], values: Any) -> list[complex]:
+    """The slots whose encoding is the polynomial with ``values`` at ``positions``."""
+    found: list[complex] = (_powers(degree, positions) @ np.asarray(values, np.float64)).tolist()
+    return found
+
+
+def _coefficients(
+    degree: int, slots: npt.NDArray[np.complex128], positions: tuple[int, ...]
+) -> npt.NDArray[np.float64]:
+    """Coefficients of a real polynomial from its slots: each is the mean over all N roots
+    of value x root^-j, and the roots come in conjugate pairs."""
+    found: npt.NDArray[np.float64] = (2.0 / degree) * (
+        slots @ np.conj(_powers(degree, positions))
+    ).real
+    return found
+
+
+class _Scratch:
+    """SEAL's Python binding saves and loads through paths only: a private scratch folder
+    (in memory where the platform has one) and a lock, so threads do not share a file."""
+
+    def __init__(self) -> None:
+        import atexit
+        import shutil
+        import tempfile
+
+        shm = Path("/dev/shm")  # noqa: S108 - mkdtemp makes a fresh 0700 folder in it
+        self._dir = Path(tempfile.mkdtemp(prefix="modelpact-", dir=shm if shm.is_dir() else None))
+        self._lock = threading.Lock()
+        atexit.register(shutil.rmtree, self._dir, ignore_errors=True)
+
+    def dump(self, obj: Any) -> bytes:
+        with self._lock:
+            path = self._dir / "blob"
+            obj.save(str(path))
+            try:
+                return path.read_bytes()
+            finally:
+                path.unlink()
+
+    def load(self, obj: Any, context: Any, data: bytes) -> None:
+        with self._lock:
+            path = self._dir / "blob"
+            path.write_bytes(data)
+            try:
+                obj.load(context, str(path))
+            finally:
+                path.unlink()
+
+
+_SCRATCH: _Scratch | None = None
+
+
+def _scratch() -> _Scratch:
+    global _SCRATCH
+    if _SCRATCH is None:
+        _SCRATCH = _Scratch()
+    return _SCRATCH
+
+
+def _weights_polynomial(weights: Any, degree: int) -> dict[int, float]:
+    """``W(X) = sum_c X^(c*d) (w_c0 - sum_{i>0} w_ci X^(N-i))``: class c's weights reversed
+    behind position c*d, so that coefficient c*d of x(X) W(X) is sum_i x_i w_ci."""
+    classes, width = weights.shape
+    found: dict[int, float] = {}
+    for c in range(classes):
+        for i in range(width):
+            position = c * width - i
+            found[position % degree] = float(weights[c, i]) * (1.0 if position >= 0 else -1.0)
+    return found
 
 
 def _tenseal() -> Any:
@@ -223,6 +322,8 @@ class PublicContext:
     def __init__(self, context: Any, params: CkksParameters) -> None:
         self._context = context
         self.params = params
+        self._tools: tuple[Any, Any, Any] | None = None
+        self._plains: dict[tuple[Any, ...], Any] = {}
 
     @classmethod
     def load(cls, data: bytes, *, allowed: Sequence[CkksParameters], max_bytes: int) -> Any:
@@ -259,35 +360,89 @@ class PublicContext:
             )
         return cls(context, params)
 
-    def score_rows(self, rows: Sequence[bytes], weights: Any, bias: Any) -> list[list[bytes]]:
-        """Row packing: one ciphertext per row of ``weights.shape[1]`` features.  Returns,
-        per row, one ciphertext per class whose first slot is the score."""
+    def describe(self) -> dict[str, Any]:
+        """What the partner asked for, to show back."""
+        return {
+            "degree": self.params.degree,
+            "primes": list(self.params.primes),
+            "scale_bits": self.params.scale_bits,
+            "slots": self.params.slots,
+        }
+
+    def _seal(self) -> tuple[Any, Any, Any]:
+        """SEAL's context, encoder and evaluator for this context (made once)."""
+        if self._tools is None:
+            _tenseal()
+            import tenseal.sealapi as sealapi
+
+            seal = self._context.seal_context().data
+            self._tools = (seal, sealapi.CKKSEncoder(seal), sealapi.Evaluator(seal))
+        return self._tools
+
+    def _plain(
+        self, key: tuple[Any, ...], polynomial: dict[int, float], at: Any, scale: float
+    ) -> Any:
+        """A plaintext polynomial at level ``at`` and ``scale``, kept (a model's weights are
+        encoded once per context)."""
+        found = self._plains.get(key)
+        if found is None:
+            import tenseal.sealapi as sealapi
+
+            _, encoder, _ = self._seal()
+            found = sealapi.Plaintext()
+            positions = tuple(polynomial)
+            encoder.encode(
+                _embed(self.params.degree, positions, list(polynomial.values())), at, scale, found
+            )
+            if len(self._plains) >= 8:
+                self._plains.pop(next(iter(self._plains)))
+            self._plains[key] = found
+        return found
+
+    def score_rows(self, rows: Sequence[bytes], weights: Any, bias: Any) -> list[bytes]:
+        """Row packing (see the module docstring): one ciphertext per row, the row's
+        ``weights.shape[1]`` features in its coefficients.  Returns one ciphertext per row
+        holding class ``c``'s score in coefficient ``c * width``."""
         w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
         b = np.atleast_1d(np.asarray(bias, dtype=np.float64))
-        if len(b) != w.shape[0]:
+        classes, width = w.shape
+        if len(b) != classes:
             raise InvalidInput("one bias per class")
-        if w.shape[1] > 1 and not self._context.has_galois_keys():
+        if classes * width > self.params.degree:
             raise InvalidInput(
-                "row packing needs the context's Galois keys", hint="or use batch packing"
+                f"row packing holds classes x features up to {self.params.degree}",
+                hint="use batch packing",
             )
+        blobs = []
         for row in rows:
-            if _check_vector(row, self.params) != w.shape[1]:
-                raise InvalidInput(f"each row's ciphertext must hold {w.shape[1]} features")
-        ts = _tenseal()
+            count, blob = _vector_parts(row, self.params)
+            if count != width:
+                raise InvalidInput(f"each row's ciphertext must hold {width} features")
+            blobs.append(blob)
+        import tenseal.sealapi as sealapi
+
+        seal, _, evaluator = self._seal()
+        first = seal.first_parms_id()
+        plain_w = self._plain(("w", w.tobytes()), _weights_polynomial(w, self.params.degree),
+                              first, self.params.scale)  # fmt: skip
         out = []
-        try:
-            for row in rows:
-                vector = ts.ckks_vector_from(self._context, row)
-                out.append(
-                    [
-                        (vector.dot(weight.tolist()) + float(shift)).serialize()
-                        for weight, shift in zip(w, b, strict=True)
-                    ]
-                )
-        except (RuntimeError, TypeError, MemoryError, IndexError) as exc:
-            raise InvalidInput(f"a ciphertext is malformed ({type(exc).__name__})") from None
-        except ValueError as exc:  # a Galois key missing, or the scale out of bounds
-            raise InvalidInput(f"the context cannot carry this computation ({exc})") from None
+        for blob in blobs:
+            ct = sealapi.Ciphertext()
+            try:
+                _scratch().load(ct, seal, blob)  # SEAL's load checks it against the context
+            except (ValueError, RuntimeError, TypeError, MemoryError, IndexError) as exc:
+                raise InvalidInput(f"a ciphertext is malformed ({type(exc).__name__})") from None
+            if ct.size() != 2 or list(ct.parms_id()) != list(first) or not ct.is_ntt_form():
+                raise InvalidInput("a ciphertext is not a fresh one under this context")
+            if ct.scale != self.params.scale:
+                raise InvalidInput("a ciphertext is not at the session's scale")
+            evaluator.multiply_plain_inplace(ct, plain_w)
+            evaluator.rescale_to_next_inplace(ct)
+            shifts = {c * width: float(b[c]) for c in range(classes)}
+            plain_b = self._plain(("b", b.tobytes(), width, ct.scale), shifts,
+                                  ct.parms_id(), ct.scale)  # fmt: skip
+            evaluator.add_plain_inplace(ct, plain_b)
+            out.append(_vector(classes, _scratch().dump(ct), self.params))
         return out
 
     def score_columns(
@@ -327,66 +482,82 @@ class SecretContext:
         self.params = params or CkksParameters()
         self.params.check()
         ts = _tenseal()
+        # Symmetric: the partner encrypts under its own secret key, which it holds anyway;
+        # SEAL's symmetric encryption costs about half the public-key one.
         self._context = ts.context(
-            ts.SCHEME_TYPE.CKKS, self.params.degree, coeff_mod_bit_sizes=list(self.params.primes)
+            ts.SCHEME_TYPE.CKKS,
+            self.params.degree,
+            coeff_mod_bit_sizes=list(self.params.primes),
+            encryption_type=ts.ENCRYPTION_TYPE.SYMMETRIC,
         )
         self._context.global_scale = self.params.scale
+        self._tools: tuple[Any, Any, Any] | None = None
 
-    def public(self, *, row_width: int | None = None) -> bytes:
-        """What the owner gets: the parameters and nothing to decrypt with.  Batch packing
-        needs no keys at all; ``row_width``: row packing of rows that wide, with Galois keys
-        for just the rotations a dot product over them makes."""
+    def public(self) -> bytes:
+        """What the owner gets: the parameters and nothing to decrypt with (neither packing
+        needs evaluation keys: a few dozen bytes)."""
         data: bytes = self._context.serialize(
             save_public_key=False,
             save_secret_key=False,
             save_galois_keys=False,
             save_relin_keys=False,
         )
-        if row_width is None:
-            return data
-        if not 1 <= row_width <= self.params.slots:
-            raise InvalidInput(f"rows must have 1 to {self.params.slots} features")
-        keys = self._galois_keys(rotation_steps(row_width))
-        fields = _fields(data)
-        for index, (number, wire, value) in enumerate(fields):
-            if number == 2:  # TenSEALPublicProto: field 5 holds the Galois keys
-                public = [f for f in _fields(value) if f[0] != 5] + [(5, 2, keys)]
-                fields[index] = (number, wire, _encode(public))
-        return _encode(fields)
+        return data
 
-    def _galois_keys(self, steps: Sequence[int]) -> bytes:
-        import tempfile
-        from pathlib import Path
+    def _seal(self) -> tuple[Any, Any, Any]:
+        """SEAL's context, encoder and symmetric encryptor for these keys (made once)."""
+        if self._tools is None:
+            import tenseal.sealapi as sealapi
 
-        _tenseal()
+            seal = self._context.seal_context().data
+            encryptor = sealapi.Encryptor(seal, self._context.secret_key().data)
+            self._tools = (seal, sealapi.CKKSEncoder(seal), encryptor)
+        return self._tools
+
+    def _encrypt(self, values: Any, count: int) -> bytes:
+        """``values`` (real or complex, at most ``slots``) encrypted under the secret key,
+        serialised with its seed: SEAL writes half of a fresh symmetric ciphertext as the
+        seed it was drawn from (about 115 KB instead of 235 KB at N = 8192)."""
         import tenseal.sealapi as sealapi
 
-        generator = sealapi.KeyGenerator(
-            self._context.seal_context().data, self._context.secret_key().data
-        )
-        keys = sealapi.GaloisKeys()
-        # SEAL takes Galois elements: a rotation by s slots is the element 3^s mod 2N.
-        generator.create_galois_keys([pow(3, s, 2 * self.params.degree) for s in steps], keys)
-        with tempfile.TemporaryDirectory() as scratch:  # SEAL's binding saves to paths only
-            path = Path(scratch) / "galois"
-            keys.save(str(path))
-            return path.read_bytes()
+        _, encoder, encryptor = self._seal()
+        plain = sealapi.Plaintext()
+        encoder.encode(values, self.params.scale, plain)
+        return _vector(count, _scratch().dump(encryptor.encrypt_symmetric(plain)), self.params)
 
     def encrypt_rows(self, rows: Any) -> list[bytes]:
-        """Row packing: one ciphertext per row."""
+        """Row packing: one ciphertext per row, the row in the polynomial's coefficients."""
         data = np.asarray(rows, dtype=np.float64)
         if data.ndim != 2 or data.shape[1] > self.params.slots or not len(data):
             raise InvalidInput(f"rows must have 1 to {self.params.slots} features")
-        ts = _tenseal()
-        return [ts.ckks_vector(self._context, row.tolist()).serialize() for row in data]
+        _tenseal()
+        positions = tuple(range(data.shape[1]))
+        return [
+            self._encrypt(_embed(self.params.degree, positions, row), data.shape[1]) for row in data
+        ]
 
     def encrypt_columns(self, rows: Any) -> list[bytes]:
         """Rows (at most ``slots`` of them) feature-major: one ciphertext per feature."""
         data = np.asarray(rows, dtype=np.float64)
         if data.ndim != 2 or not 1 <= len(data) <= self.params.slots:
             raise InvalidInput(f"encrypt 1 to {self.params.slots} rows at a time")
-        ts = _tenseal()
-        return [ts.ckks_vector(self._context, column.tolist()).serialize() for column in data.T]
+        _tenseal()
+        return [self._encrypt(column.tolist(), len(data)) for column in data.T]
+
+    def decrypt_row(self, data: bytes, count: int, stride: int) -> npt.NDArray[np.float64]:
+        """Row packing's answer: the ``count`` scores at coefficients 0, stride, 2 stride..."""
+        _, blob = _vector_parts(data, self.params)
+        import tenseal.sealapi as sealapi
+
+        seal, encoder, _ = self._seal()
+        ct, plain = sealapi.Ciphertext(), sealapi.Plaintext()
+        try:
+            _scratch().load(ct, seal, blob)
+            sealapi.Decryptor(seal, self._context.secret_key().data).decrypt(ct, plain)
+            slots = np.asarray(encoder.decode_complex(plain), dtype=np.complex128)
+        except (ValueError, RuntimeError, TypeError, MemoryError, IndexError) as exc:
+            raise InvalidInput(f"the scores are not readable ({type(exc).__name__})") from None
+        return _coefficients(self.params.degree, slots, tuple(c * stride for c in range(count)))
 
     def decrypt(self, data: bytes, count: int) -> npt.NDArray[np.float64]:
         """The first ``count`` values of a ciphertext of scores."""

@@ -65,6 +65,7 @@ from modelpact.policy import AccessRequest, Decision
 from modelpact.runtime import ModelSummary
 from modelpact.services.attestation import IN_PROCESS, Attestor
 from modelpact.services.decisions import Decider
+from modelpact.services.encrypted import ContextShelf, EncryptedScorer
 from modelpact.services.metering import Meter
 from modelpact.services.model_workers import WorkerPool
 from modelpact.services.monitoring import (
@@ -98,10 +99,18 @@ from modelpact.wire import (
     SignedAttestation,
 )
 
-__all__ = ["DEFAULT_MAX_BODY", "Gateway", "create_app"]
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "DEFAULT_MAX_ENCRYPTED_BODY",
+    "Gateway",
+    "create_app",
+    "valid_names",
+]
 
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
 """Largest request body accepted (bytes); the charter's ``max_batch_rows`` bounds rows."""
+DEFAULT_MAX_ENCRYPTED_BODY = 48 * 1024 * 1024
+"""Largest body of ciphertexts (30 features of 4,096 rows in batch packing are 3.5 MB)."""
 
 T = TypeVar("T")
 _SLUG = re.compile(SLUG_PATTERN.removeprefix("^").removesuffix("$"))
@@ -110,6 +119,14 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
     status: {"content": {MEDIA_TYPE: {}}, "description": "problem details (RFC 9457)"}
     for status in (400, 401, 403, 404, 413, 422, 429, 503)
 }
+
+
+def valid_names(model: str, version: str | None) -> bool:
+    """Whether ``model`` and ``version`` (None: the one served) are names the registry could
+    hold; a request naming anything else is refused without its name going in the log."""
+    return _SLUG.fullmatch(model) is not None and (
+        version is None or _VERSION.fullmatch(version) is not None
+    )
 
 
 def _b64(data: bytes) -> str:
@@ -188,6 +205,9 @@ class Gateway:
         self.sessions = SessionDesk(workspace, audience=self.audience, cache=self.state)
         self.meter = Meter(workspace)
         self.models = ModelServer(workspace, cache=self.state)
+        # Encrypted scoring: each session's public context, and (without workers) the scorer.
+        self.contexts = ContextShelf()
+        self.scorer = EncryptedScorer(self.models) if workers is None else None
         self.decider = Decider(workspace, cache=self.state)
         self.attestor = Attestor(
             workspace,
@@ -235,17 +255,19 @@ class Gateway:
                 return grant.output
         raise Denied(f"no grant of {charter.ref} covers predict on {model} {version}")
 
-    def _admit(
+    def admit(
         self,
         session: ActiveSession,
         model: str,
-        request: PredictRequest,
+        version: str | None,
         now: datetime,
         uow: UnitOfWork,
         *,
         authenticated_here: bool,
+        action: Action = Action.PREDICT,
     ) -> tuple[Charter, str, Decision]:
-        """The reads before a model runs, in one snapshot: grant, version, decision."""
+        """The reads before a model runs, in one snapshot: grant, version, decision.
+        ``version``: the one asked for (None: the one served)."""
         charter = self.sessions.charter(session)
         if not any(grant.model == model for grant in charter.grants):
             # The same answer for a model that does not exist and one this partner has
@@ -254,14 +276,14 @@ class Gateway:
                 f"no model named {model} is served under {charter.ref}",
                 hint="the charter's grants name the models you may use",
             )
-        version = self.models.resolve(model, request.version, uow)
+        resolved = self.models.resolve(model, version, uow)
         access = AccessRequest(
             partner=session.partner,
             charter=session.charter,
             purpose=session.purpose,
-            action=Action.PREDICT,
+            action=action,
             model=model,
-            version=version,
+            version=resolved,
             at=now,
         )
         if authenticated_here:  # authenticate() found the partner active in this snapshot
@@ -270,10 +292,10 @@ class Gateway:
             decision = self.decider.decide(access, uow)
         if not decision.allowed:
             raise Denied(
-                f"the charter does not allow predict on {model} {version}",
+                f"the charter does not allow {action.value} on {model} {resolved}",
                 reasons=decision.reasons,
             )
-        return charter, version, decision
+        return charter, resolved, decision
 
     async def predict(
         self, authorization: str | None, model: str, request: PredictRequest
@@ -444,9 +466,7 @@ class Gateway:
         request has taken its rate slot already.
         """
         now = self.workspace.clock()
-        named = _SLUG.fullmatch(model) is not None and (
-            request.version is None or _VERSION.fullmatch(request.version) is not None
-        )
+        named = valid_names(model, request.version)
         # Every authenticated request takes a slot of the rate window first, refused ones
         # included: a partner cannot fill the audit log with refusals faster than its rate.
         # A name the registry could not hold is refused without putting it in the log.
@@ -485,17 +505,17 @@ class Gateway:
         try:
             if uow is None:
                 with self.workspace.store.unit_of_work(read_only=True) as own:
-                    charter, version, decision = self._admit(
-                        session, model, request, now, own, authenticated_here=False
+                    charter, version, decision = self.admit(
+                        session, model, request.version, now, own, authenticated_here=False
                     )
             else:
-                charter, version, decision = self._admit(
-                    session, model, request, now, uow, authenticated_here=True
+                charter, version, decision = self.admit(
+                    session, model, request.version, now, uow, authenticated_here=True
                 )
             base["version"] = version
             policy = self._grant_output(charter, model, version)
             reasons = decision.reasons or ("allowed",)
-            response = self._response_in_force(session, model, uow)
+            response = self.response_in_force(session, model, uow)
             if in_force(response, Step.THROTTLE):
                 rate = throttled_rate(charter.limits.requests_per_minute)
                 self.meter.check_throttle(session, model, rate)
@@ -529,13 +549,13 @@ class Gateway:
             ),
         )
 
-    def _response_in_force(
+    def response_in_force(
         self, session: ActiveSession, model: str, uow: UnitOfWork | None
     ) -> str | None:
         """The extraction monitor's response in force for this partner, charter and model."""
         if uow is None:
             with self.workspace.store.unit_of_work(read_only=True) as own:
-                return self._response_in_force(session, model, own)
+                return self.response_in_force(session, model, own)
         found = self.state.view(uow).protection(session.partner, session.charter, model)
         return None if found is None else found.response
 
@@ -660,6 +680,7 @@ def create_app(
     *,
     audience: str | None = None,
     max_body: int = DEFAULT_MAX_BODY,
+    max_encrypted_body: int = DEFAULT_MAX_ENCRYPTED_BODY,
     gateway: Gateway | None = None,
     workers: WorkerPool | None = None,
     notifier: Notifier | None = None,
@@ -706,7 +727,11 @@ def create_app(
                 subject=session.token_id,
                 charter=session.charter,
                 purpose=session.purpose,
-                action=Action.PREDICT.value,
+                action=(
+                    Action.PREDICT_ENCRYPTED
+                    if request.url.path.endswith("/predict-encrypted")
+                    else Action.PREDICT
+                ).value,
                 model=model if _SLUG.fullmatch(model) else "invalid-name",
                 version="unparsed",
                 decision="deny",
@@ -762,6 +787,7 @@ def create_app(
         session: Session, authorization: Annotated[str | None, Header()] = None
     ) -> Response:
         await _thread(gw.sessions.revoke, _bearer(authorization))
+        gw.contexts.drop(session.token_id)
         await gw.audit(_session_entry(workspace, session, "close"))
         return Response(status_code=204)
 
@@ -925,11 +951,17 @@ def create_app(
             return JSONResponse(body, status_code=503)
         return JSONResponse({"status": "ready"})
 
-    from modelpact.gateway.v2 import install_v2  # here: v2 imports this module
+    from modelpact.gateway.encrypted import install_encrypted  # these import this module
+    from modelpact.gateway.v2 import install_v2
 
     install_v2(app, gw)
+    install_encrypted(app, gw)
     app.add_route("/metrics", gw.metrics.endpoint, include_in_schema=False)
-    app.add_middleware(BodyLimit, max_bytes=max_body)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=max_body,
+        wider=(("/predict-encrypted", max_encrypted_body),),
+    )
     app.add_middleware(MetricsMiddleware, metrics=gw.metrics)
     return app
 

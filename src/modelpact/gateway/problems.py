@@ -23,6 +23,7 @@ from modelpact.errors import (
     AlreadyExists,
     AuditUnavailable,
     BudgetExhausted,
+    ContextNeeded,
     Denied,
     Expired,
     InvalidInput,
@@ -58,6 +59,7 @@ _KINDS: tuple[tuple[type[ModelpactError], int, str, str], ...] = (
     (BudgetExhausted, 403, "budget-exhausted", "The privacy budget is spent"),
     (Denied, 403, "denied", "Denied by the charter"),
     (QuotaExhausted, 429, "quota-exhausted", "Limit reached"),
+    (ContextNeeded, 409, "context-needed", "Upload the encryption context"),
     (NotFound, 404, "not-found", "Not found"),
     (AlreadyExists, 409, "conflict", "Already exists"),
     (InvalidInput, 400, "invalid-input", "Invalid input"),
@@ -152,12 +154,16 @@ class BodyLimit:
     """Refuse request bodies over ``max_bytes`` with 413, before the app reads them whole.
 
     Checks ``Content-Length`` up front and counts streamed chunks too (a
-    chunked upload has no length to check).
+    chunked upload has no length to check).  ``wider``: ``(path suffix, limit)`` for the
+    routes whose bodies are larger by nature (ciphertexts).
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, wider: tuple[tuple[str, int], ...] = ()
+    ) -> None:
         self._app = app
         self._max = max_bytes
+        self._wider = wider
 
     async def __call__(
         self,
@@ -168,14 +174,16 @@ class BodyLimit:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
+        path = str(scope.get("path", ""))
+        limit = next((n for suffix, n in self._wider if path.endswith(suffix)), self._max)
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = -1
-                if declared < 0 or declared > self._max:
-                    await self._refuse(scope, receive, send)
+                if declared < 0 or declared > limit:
+                    await self._refuse(scope, receive, send, limit)
                     return
         seen = 0
 
@@ -184,21 +192,16 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self._max:
-                    raise PayloadTooLarge(f"the request body exceeds {self._max} bytes")
+                if seen > limit:
+                    raise PayloadTooLarge(f"the request body exceeds {limit} bytes")
             return message
 
         await self._app(scope, counted, send)
 
-    async def _refuse(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-    ) -> None:
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         response = problem_response(
             PayloadTooLarge(
-                f"the request body exceeds {self._max} bytes",
+                f"the request body exceeds {limit} bytes",
                 hint="send fewer rows per request",
             )
         )

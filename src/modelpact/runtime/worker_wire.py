@@ -25,6 +25,8 @@ __all__ = [
     "MAX_FRAME",
     "VERSION",
     "WireError",
+    "blobs_from_payload",
+    "blobs_payload",
     "decode",
     "encode",
     "frame_length",
@@ -108,3 +110,24 @@ def rows_from_payload(payload: bytes, count: int, width: int) -> list[list[float
         raise WireError("a rows payload whose size does not match its shape")
     flat = struct.unpack(f"<{count * width}d", payload)
     return [list(flat[i * width : (i + 1) * width]) for i in range(count)]
+
+
+def blobs_payload(blobs: list[bytes]) -> tuple[bytes, list[int]]:
+    """``(payload, sizes)`` of byte strings laid end to end (ciphertexts, a context)."""
+    return b"".join(blobs), [len(b) for b in blobs]
+
+
+def blobs_from_payload(payload: bytes, sizes: object) -> list[bytes]:
+    """The byte strings :func:`blobs_payload` laid out; :class:`WireError` if the sizes do
+    not add up to the payload."""
+    if not isinstance(sizes, list) or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in sizes
+    ):
+        raise WireError("a blobs payload without a list of sizes")
+    if sum(sizes) != len(payload):
+        raise WireError("a blobs payload whose size does not match its sizes")
+    blobs, at = [], 0
+    for size in sizes:
+        blobs.append(payload[at : at + size])
+        at += size
+    return blobs

@@ -15,7 +15,15 @@ privileges), and answers requests from stdin on stdout in the format of
   returns).  A version is decrypted, verified and checked again on first use
   (:meth:`ModelServer.predictor` runs the ONNX checks of registration).
 - ``digests``: the artifact and signed-manifest digests, as verified at load;
-- ``summary``: the model's summary (inputs, outputs...) and its input's name.
+- ``summary``: the model's summary (inputs, outputs...) and its input's name;
+- ``context``: a partner's public CKKS context as the payload, checked and kept by digest;
+  answers its ``digest`` and parameters;
+- ``score-encrypted``: ``model``, ``version``, ``packing``, ``context`` (a digest),
+  ``rows``, ``max_rows`` and ``sizes``, the ciphertexts end to end as the payload, after
+  the context itself when ``context_size`` says so (a worker that has not seen it
+  answers ``context-needed``); answers the scores' ``sizes`` (the ciphertexts as the
+  payload), the ``link``, ``labels`` and digests.  TenSEAL is C++: a ciphertext that
+  crashes it costs this worker, not the gateway.
 
 Errors go back as ``{"kind", "message"}``; messages never hold feature values.
 """
@@ -32,9 +40,17 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from modelpact.charter import OutputPolicy
-from modelpact.errors import InvalidInput, ModelpactError, NotFound, Tampered
+from modelpact.errors import ContextNeeded, InvalidInput, ModelpactError, NotFound, Tampered
 from modelpact.runtime import PredictionFailed
-from modelpact.runtime.worker_wire import WireError, encode, read_frame, rows_from_payload
+from modelpact.runtime.worker_wire import (
+    WireError,
+    blobs_from_payload,
+    blobs_payload,
+    encode,
+    read_frame,
+    rows_from_payload,
+)
+from modelpact.services.encrypted import EncryptedScorer, Packing
 from modelpact.services.serving import ModelServer
 from modelpact.services.workspace import open_workspace
 
@@ -48,6 +64,7 @@ def error_kind(error: ModelpactError) -> str:
     for kind, cls in (
         ("prediction-failed", PredictionFailed),
         ("invalid-input", InvalidInput),
+        ("context-needed", ContextNeeded),
         ("not-found", NotFound),
         ("tampered", Tampered),
     ):
@@ -56,8 +73,13 @@ def error_kind(error: ModelpactError) -> str:
     return "error"
 
 
-def _handle(server: ModelServer, header: dict[str, Any], payload: bytes) -> dict[str, Any]:
+def _handle(
+    server: ModelServer, scorer: EncryptedScorer, header: dict[str, Any], payload: bytes
+) -> tuple[dict[str, Any], bytes]:
     op = header.get("op")
+    if op == "context":
+        digest, public = scorer.context(payload)
+        return {"digest": digest, "parameters": public.describe()}, b""
     model, version = header.get("model"), header.get("version")
     if not isinstance(model, str) or not isinstance(version, str):
         raise InvalidInput("a worker request names no model and version")
@@ -83,26 +105,55 @@ def _handle(server: ModelServer, header: dict[str, Any], payload: bytes) -> dict
             "output_digest": prediction.output_digest,
             "margins": None if prediction.margins is None else list(prediction.margins),
             "marked": list(prediction.marked),
-        }
+        }, b""
+    if op == "score-encrypted":
+        attached = int(header.get("context_size", 0))
+        if not 0 <= attached <= len(payload):
+            raise InvalidInput("a context size beyond the payload")
+        if attached:
+            scorer.context(payload[:attached])
+        found = scorer.score(
+            model,
+            version,
+            context=str(header["context"]),
+            packing=Packing(header["packing"]),
+            ciphertexts=blobs_from_payload(payload[attached:], header["sizes"]),
+            rows=int(header["rows"]),
+            max_rows=int(header["max_rows"]),
+        )
+        scores, sizes = blobs_payload(found.scores)
+        return {
+            "sizes": sizes,
+            "rows": found.rows,
+            "columns": found.columns,
+            "link": found.link.value,
+            "labels": None if found.labels is None else list(found.labels),
+            "context_digest": found.context_digest,
+            "input_digest": found.input_digest,
+            "output_digest": found.output_digest,
+        }, scores
     if op == "digests":
         artifact, manifest = server.verified_digests(model, version)
-        return {"artifact": artifact, "manifest": manifest}
+        return {"artifact": artifact, "manifest": manifest}, b""
     if op == "summary":
         predictor = server.predictor(model, version)
-        return {"summary": predictor.summary.as_dict(), "input": predictor.input_names[0]}
+        return {"summary": predictor.summary.as_dict(), "input": predictor.input_names[0]}, b""
     raise InvalidInput(f"unknown worker operation {str(op)[:40]!r}")
 
 
 def serve(server: ModelServer, requests: BinaryIO, replies: BinaryIO) -> None:
     """Answer requests until the stream ends (or breaks the format)."""
+    scorer = EncryptedScorer(server)
     while True:
         message = read_frame(requests)
         if message is None:
             return
         header, payload = message
         reply: dict[str, Any] = {"id": header["id"]}
+        data = b""
         try:
-            reply |= {"ok": True} | _handle(server, header, payload)
+            answer, data = _handle(server, scorer, header, payload)
+            reply |= {"ok": True} | answer
         except ModelpactError as error:
             reply |= {"ok": False, "error": {"kind": error_kind(error), "message": error.summary}}
         except (KeyError, TypeError, ValueError) as error:
@@ -113,7 +164,7 @@ def serve(server: ModelServer, requests: BinaryIO, replies: BinaryIO) -> None:
                     "message": f"bad request ({type(error).__name__})",
                 },
             }
-        replies.write(encode(reply))
+        replies.write(encode(reply, data))
         replies.flush()
 
 

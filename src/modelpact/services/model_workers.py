@@ -26,15 +26,33 @@ from pathlib import Path
 from typing import Any
 
 from modelpact.charter import OutputPolicy
-from modelpact.errors import InvalidInput, ModelpactError, ModelUnavailable, NotFound, Tampered
+from modelpact.errors import (
+    ContextNeeded,
+    InvalidInput,
+    ModelpactError,
+    ModelUnavailable,
+    NotFound,
+    Tampered,
+)
 from modelpact.runtime import ModelSummary, PredictionFailed
-from modelpact.runtime.worker_wire import WireError, decode, encode, frame_length, rows_payload
+from modelpact.runtime.linear import Link
+from modelpact.runtime.worker_wire import (
+    WireError,
+    blobs_from_payload,
+    blobs_payload,
+    decode,
+    encode,
+    frame_length,
+    rows_payload,
+)
+from modelpact.services.encrypted import EncryptedPrediction, Packing
 from modelpact.services.serving import Prediction
 
 __all__ = ["WorkerPool"]
 
 _ERRORS: dict[str, type[ModelpactError]] = {
     "invalid-input": InvalidInput,
+    "context-needed": ContextNeeded,
     "not-found": NotFound,
     "prediction-failed": PredictionFailed,
     "tampered": Tampered,
@@ -161,6 +179,58 @@ class WorkerPool:
             marked=_marked(reply.get("marked"), count),
         )
 
+    async def check_context(self, data: bytes) -> tuple[str, dict[str, Any]]:
+        """``(digest, parameters)`` of a partner's public CKKS context, checked in a worker
+        (which keeps it; the others are sent it when they first need it)."""
+        reply = await self._request({"op": "context"}, data)
+        return str(reply["digest"]), dict(reply["parameters"])
+
+    async def score_encrypted(
+        self,
+        model: str,
+        version: str,
+        *,
+        context: tuple[str, bytes],
+        packing: Packing,
+        ciphertexts: list[bytes],
+        rows: int,
+        max_rows: int,
+    ) -> EncryptedPrediction:
+        """:meth:`EncryptedScorer.score` in a worker.  ``context``: its digest and bytes; the
+        bytes go along only when the worker answers that it does not hold the context."""
+        digest, data = context
+        payload, sizes = blobs_payload(ciphertexts)
+        header = {
+            "op": "score-encrypted",
+            "model": model,
+            "version": version,
+            "packing": packing.value,
+            "context": digest,
+            "rows": rows,
+            "max_rows": max_rows,
+            "sizes": sizes,
+        }
+        try:
+            reply, scores = await self._exchange(header, payload)
+        except ContextNeeded:
+            reply, scores = await self._exchange(header | {"context_size": len(data)},
+                                                 data + payload)  # fmt: skip
+        try:
+            labels = reply["labels"]
+            return EncryptedPrediction(
+                packing=packing,
+                scores=blobs_from_payload(scores, reply["sizes"]),
+                rows=int(reply["rows"]),
+                columns=int(reply["columns"]),
+                link=Link(reply["link"]),
+                labels=None if labels is None else tuple(labels),
+                context_digest=str(reply["context_digest"]),
+                input_digest=str(reply["input_digest"]),
+                output_digest=str(reply["output_digest"]),
+            )
+        except (KeyError, TypeError, ValueError, WireError):
+            raise PredictionFailed("the model worker's encrypted answer is malformed") from None
+
     async def digests(self, model: str, version: str) -> tuple[str, str]:
         """``(artifact, manifest)`` digests as the worker verified them when it loaded them."""
         reply = await self._request({"op": "digests", "model": model, "version": version})
@@ -201,6 +271,13 @@ class WorkerPool:
     # -- internals -------------------------------------------------------------------------
 
     async def _request(self, header: dict[str, Any], payload: bytes = b"") -> dict[str, Any]:
+        reply, _ = await self._exchange(header, payload)
+        return reply
+
+    async def _exchange(
+        self, header: dict[str, Any], payload: bytes = b""
+    ) -> tuple[dict[str, Any], bytes]:
+        """One request to the least busy worker: its reply's header and payload."""
         worker = await self._pick()
         request_id = next(self._ids)
         future: asyncio.Future[tuple[dict[str, Any], bytes]] = (
@@ -215,7 +292,7 @@ class WorkerPool:
         except (ConnectionError, RuntimeError) as exc:
             worker.fail(f"the model worker stopped taking requests ({type(exc).__name__})")
         try:
-            reply, _ = await asyncio.wait_for(future, self._timeout)
+            reply, data = await asyncio.wait_for(future, self._timeout)
         except TimeoutError:
             worker.fail(f"the model worker did not answer within {self._timeout:g} s")
             raise ModelUnavailable(
@@ -224,7 +301,7 @@ class WorkerPool:
         finally:
             worker.pending.pop(request_id, None)
         if reply.get("ok") is True:
-            return reply
+            return reply, data
         error = reply.get("error") or {}
         kind, message = str(error.get("kind", "error")), str(error.get("message", ""))[:500]
         raise _ERRORS.get(kind, PredictionFailed)(message or "the model worker failed")

@@ -253,6 +253,7 @@ class SessionDesk:
             charter_version=charter.version,
             purpose=request.purpose,
             expires_at=expires_at,
+            max_batch_rows=charter.limits.max_batch_rows,
         )
 
     @staticmethod
