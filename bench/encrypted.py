@@ -227,7 +227,7 @@ def concrete(venv: Path, rows: int) -> dict[str, Any] | None:
     )  # fmt: skip
     if done.returncode != 0:
         raise RuntimeError("Concrete ML's baseline failed:\n" + done.stderr[-2000:])
-    found: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    found: dict[str, Any] = json.loads(done.stdout)
     return found
 
 

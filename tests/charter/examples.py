@@ -19,6 +19,7 @@ from modelpact.charter import (
     Response,
     load_charter,
 )
+from modelpact.charter.model import JointMetric
 from modelpact.crypto import SigningKey
 
 OWNER_KEY = SigningKey.generate()
@@ -213,4 +214,11 @@ def charters(draw: st.DrawFn) -> Charter:
     )
     if incident is not None:
         document["incident_response"] = incident
+    joint = {Action.PREDICT_JOINT.value, Action.EVALUATE_JOINT.value}
+    if any(joint & set(g["actions"]) for g in document["grants"]) or draw(st.booleans()):
+        other = slugs.filter(lambda s: s != document["partner"]["id"])
+        document["joint"] = {
+            "compute_party": {"id": draw(other), "name": draw(texts)},
+            "metrics": draw(st.lists(st.sampled_from(list(JointMetric)), min_size=1, unique=True)),
+        }
     return Charter.model_validate(document)

@@ -231,5 +231,28 @@ def test_lint_without_lines_and_with_own_rules() -> None:
 
 def test_rules_are_named_functions() -> None:
     names = [rule.__name__ for rule in RULES]
-    assert len(set(names)) == len(names) == 15
+    assert len(set(names)) == len(names) == 18
     assert "overlapping_grants" in names
+
+
+JOINT = ["joint:", "  compute_party: {id: tallyhall, name: Tally Hall}", "  metrics: [accuracy]"]
+
+
+def test_a_joint_action_needs_the_joint_section() -> None:
+    text = example_text({19: "    actions: [predict, predict_joint]"})
+    assert findings(text) == [("error", 19, "grants[0].actions[1]")]
+    assert messages(text)[0].startswith("predict_joint needs a joint section")
+    with_terms = example_text({19: "    actions: [predict, predict_joint]"}, insert={37: JOINT})
+    assert findings(with_terms) == []
+
+
+def test_an_evaluation_must_be_able_to_reveal_a_metric() -> None:
+    terms = [*JOINT[:2], "  metrics: []"]
+    text = example_text({19: "    actions: [evaluate_joint]"}, insert={37: terms})
+    assert findings(text) == [("error", 38, "grants[0].actions[0]")]
+    assert "could reveal nothing" in messages(text)[0]
+
+
+def test_joint_terms_without_a_joint_grant_are_flagged() -> None:
+    text = example_text(insert={37: JOINT})
+    assert findings(text) == [("warning", 38, "joint")]

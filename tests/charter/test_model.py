@@ -16,6 +16,7 @@ from modelpact.charter import (
     Validity,
     parse_duration,
 )
+from modelpact.charter.model import JointMetric
 from modelpact.errors import InvalidInput
 
 from .examples import OWNER_KEY, example_charter, example_document
@@ -163,3 +164,22 @@ def test_parse_duration(text: str, seconds: int) -> None:
 def test_parse_duration_refuses(text: str) -> None:
     with pytest.raises(InvalidInput):
         parse_duration(text)
+
+
+def test_the_joint_section_is_strict_and_optional() -> None:
+    document = example_document()
+    assert "joint" not in document  # absent: no joint runs, and the canonical form is unchanged
+    terms = {"compute_party": {"id": "tallyhall", "name": "Tally Hall"}, "metrics": ["auc"]}
+    charter = Charter.model_validate(document | {"joint": terms})
+    assert charter.joint is not None and charter.joint.metrics == (JointMetric.AUC,)
+    assert charter.to_document()["joint"] == terms
+    bad = [
+        terms | {"metrics": ["accuracy", "accuracy"]},
+        terms | {"metrics": ["f1"]},
+        terms | {"budget": 3},
+        {"compute_party": {"id": "acme", "name": "ACME itself"}},
+        {"metrics": ["auc"]},
+    ]
+    for joint in bad:
+        with pytest.raises(ValidationError):
+            Charter.model_validate(document | {"joint": joint})

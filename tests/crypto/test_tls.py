@@ -21,7 +21,7 @@ from typing import TypeVar
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -36,6 +36,7 @@ from modelpact.crypto import (
     server_cert_renewal_reason,
     write_private_file,
 )
+from modelpact.crypto.tls import issue_party_cert, party_cert_index, party_request
 from modelpact.errors import Expired, InvalidInput, Tampered
 
 TIMEOUT = 5.0
@@ -455,3 +456,84 @@ def test_an_encrypted_or_non_p256_key_is_refused(ca: tuple[bytes, bytes]) -> Non
     for key in (p384, locked, edwards):
         with pytest.raises(InvalidInput, match=r"P-256|unencrypted"):
             issue_server_cert(*ca, hosts=HOSTS, now=NOW, server_key_pem=key)
+
+
+# ---------------------------------------------------------------------------- joint-run parties
+
+
+def _party(folder: Path, ca: tuple[bytes, bytes], index: int, now: datetime) -> tuple[Path, Path]:
+    request, key = party_request(index)
+    cert = issue_party_cert(*ca, request, index=index, now=now)
+    return _write(folder, f"party_{index}", cert, key)
+
+
+def test_parties_authenticate_each_other_as_mpyc_does(tmp_path: Path) -> None:
+    """Like MPyC: both sides present their certificate; the client checks the name
+    ``MPyC party <i>`` of the party it dials; each one's certificate is server and client."""
+    now = datetime.now(UTC)
+    ca = create_ca("joint CA", now=now)
+    (tmp_path / "ca.pem").write_bytes(ca[0])
+    listener, dialer = _party(tmp_path, ca, 2, now), _party(tmp_path, ca, 1, now)
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=tmp_path / "ca.pem")
+    server.load_cert_chain(*listener)
+    server.verify_mode = ssl.CERT_REQUIRED
+    server.verify_flags |= ssl.VERIFY_X509_STRICT
+    client = _client_context(tmp_path / "ca.pem", dialer)
+    with tls_server(server) as (port, seen):
+        assert _exchange(client, port, "MPyC party 2") == b"ok"
+        assert _peer_cn(_served(seen)) == "MPyC party 1"
+    with tls_server(server) as (port, seen), pytest.raises(ssl.SSLCertVerificationError):
+        _exchange(client, port, "MPyC party 0")  # party 2's certificate is not party 0's
+
+
+def test_a_party_certificate_is_issued_on_the_requests_key_and_name(
+    ca: tuple[bytes, bytes],
+) -> None:
+    request, key = party_request(1)
+    cert = x509.load_pem_x509_certificate(issue_party_cert(*ca, request, index=1, now=NOW))
+    assert cert_subject_cn(cert.public_bytes(serialization.Encoding.PEM)) == "MPyC party 1"
+    private = serialization.load_pem_private_key(key, password=None)
+    assert isinstance(private, ec.EllipticCurvePrivateKey)
+    assert cert.public_key() == private.public_key()  # the party's own key, kept by it
+    usages = _ext(cert, x509.ExtendedKeyUsage).value
+    assert set(usages) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+    assert cert.not_valid_after_utc - cert.not_valid_before_utc == timedelta(days=90, minutes=5)
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    assert party_cert_index(pem, ca[0], now=NOW) == 1
+
+
+def test_a_request_for_another_party_or_unsigned_is_refused(ca: tuple[bytes, bytes]) -> None:
+    request, _ = party_request(1)
+    with pytest.raises(InvalidInput, match="names 'MPyC party 1', not 'MPyC party 2'"):
+        issue_party_cert(*ca, request, index=2, now=NOW)
+    other = ec.generate_private_key(ec.SECP256R1())
+    forged = x509.load_pem_x509_csr(request)
+    swapped = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(forged.subject)
+        .sign(other, hashes.SHA256())
+    )
+    body = swapped.public_bytes(serialization.Encoding.DER)
+    tampered = bytearray(body)
+    tampered[-5] ^= 0x01  # the signature no longer matches
+    pem = x509.load_der_x509_csr(bytes(tampered)).public_bytes(serialization.Encoding.PEM)
+    with pytest.raises(Tampered, match="signature does not verify"):
+        issue_party_cert(*ca, pem, index=1, now=NOW)
+    with pytest.raises(InvalidInput, match="not a PEM PKCS#10 request"):
+        issue_party_cert(*ca, b"nonsense", index=1, now=NOW)
+    for index in (-1, 10, True):
+        with pytest.raises(InvalidInput, match="a party index is 0 to 9"):
+            party_request(index)  # type: ignore[arg-type]
+
+
+def test_a_party_certificate_is_checked_before_a_run(ca: tuple[bytes, bytes]) -> None:
+    request, _ = party_request(0)
+    pem = issue_party_cert(*ca, request, index=0, now=NOW, days=10)
+    other = create_ca("another CA", now=NOW)
+    with pytest.raises(Tampered, match="not issued by this CA"):
+        party_cert_index(pem, other[0], now=NOW)
+    with pytest.raises(Expired):
+        party_cert_index(pem, ca[0], now=NOW + timedelta(days=11))
+    server, _ = issue_server_cert(*ca, hosts=["localhost"], now=NOW)
+    with pytest.raises(InvalidInput, match="'localhost', not an MPyC party"):
+        party_cert_index(server, ca[0], now=NOW)

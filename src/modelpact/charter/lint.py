@@ -23,7 +23,10 @@ __all__ = [
     "Concern",
     "LintRule",
     "all_versions",
+    "evaluation_reveals_nothing",
     "extraction_monitor_off",
+    "joint_terms_unused",
+    "joint_without_terms",
     "lint_charter",
     "marks_not_replayable",
     "no_daily_quota",
@@ -58,6 +61,7 @@ _BLIND_ACTIONS = {
     Action.PREDICT_JOINT: "joint (secret-shared) queries",
     Action.EVALUATE_JOINT: "joint (secret-shared) evaluations",
 }
+_JOINT_ACTIONS = (Action.PREDICT_JOINT, Action.EVALUATE_JOINT)
 _SCORE_KINDS = (OutputKind.SCORES, OutputKind.NOISED_SCORES, OutputKind.TOP_K)
 _STOPS = (Response.SUSPEND, Response.REVOKE)
 #: Above this epsilon, noised scores protect next to nothing.
@@ -250,6 +254,47 @@ def unbounded_privacy(charter: Charter) -> Iterator[Concern]:
             )
 
 
+def joint_without_terms(charter: Charter) -> Iterator[Concern]:
+    if charter.joint is not None:
+        return
+    for index, grant in enumerate(charter.grants):
+        for position, action in enumerate(grant.actions):
+            if action in _JOINT_ACTIONS:
+                yield Concern(
+                    "error",
+                    ("grants", index, "actions", position),
+                    f"{action.value} needs a joint section naming the third compute party "
+                    "(joint.compute_party): a joint run cannot start without one",
+                )
+
+
+def evaluation_reveals_nothing(charter: Charter) -> Iterator[Concern]:
+    if charter.joint is None or charter.joint.metrics:
+        return
+    for index, grant in enumerate(charter.grants):
+        if Action.EVALUATE_JOINT in grant.actions:
+            position = grant.actions.index(Action.EVALUATE_JOINT)
+            yield Concern(
+                "error",
+                ("grants", index, "actions", position),
+                "evaluate_joint with no joint.metrics: an evaluation may reveal only the "
+                "metrics listed there, so it could reveal nothing; list accuracy and/or auc",
+                at=("joint",),
+            )
+
+
+def joint_terms_unused(charter: Charter) -> Iterator[Concern]:
+    if charter.joint is None:
+        return
+    if not any(a in _JOINT_ACTIONS for grant in charter.grants for a in grant.actions):
+        yield Concern(
+            "warning",
+            ("joint",),
+            "a joint section but no grant of predict_joint or evaluate_joint: it names a "
+            "compute party for nothing; remove it or grant a joint action",
+        )
+
+
 #: Every rule, in the order their findings are listed for the same line.
 RULES: tuple[LintRule, ...] = (
     no_expiry,
@@ -267,6 +312,9 @@ RULES: tuple[LintRule, ...] = (
     extraction_monitor_off,
     nobody_told,
     marks_not_replayable,
+    joint_without_terms,
+    evaluation_reveals_nothing,
+    joint_terms_unused,
 )
 
 

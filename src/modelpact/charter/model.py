@@ -35,6 +35,9 @@ __all__ = [
     "ExtractionMonitor",
     "Grant",
     "IncidentResponse",
+    "JointComputeParty",
+    "JointMetric",
+    "JointTerms",
     "Limits",
     "OutputKind",
     "OutputPolicy",
@@ -270,6 +273,35 @@ class AttestationPins(_Strict):
     models: dict[ModelVersionRef, Digest] = Field(default_factory=dict, max_length=256)
 
 
+class JointMetric(StrEnum):
+    """A measure of a model on the partner's labelled rows that a joint evaluation may reveal."""
+
+    ACCURACY = "accuracy"
+    AUC = "auc"  # binary classifiers only
+
+
+class JointComputeParty(_Strict):
+    """The third party of a joint (MPC) run: with owner and partner, an honest majority."""
+
+    id: Slug
+    name: Text
+
+
+class JointTerms(_Strict):
+    """How joint (secret-shared) runs go: who computes with owner and partner, and which
+    measures an evaluation may reveal (to both; nothing else about rows or weights)."""
+
+    compute_party: JointComputeParty
+    metrics: Annotated[tuple[JointMetric, ...], Field(max_length=len(JointMetric))] = ()
+
+    @field_validator("metrics")
+    @classmethod
+    def _unique_metrics(cls, value: tuple[JointMetric, ...]) -> tuple[JointMetric, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("metrics are listed more than once")
+        return value
+
+
 class Charter(_Strict):
     """One version of a collaboration agreement between an owner and one partner."""
 
@@ -286,6 +318,7 @@ class Charter(_Strict):
     incident_response: IncidentResponse | None = None
     exit: ExitTerms = Field(default_factory=ExitTerms)
     attestation: AttestationPins | None = None
+    joint: JointTerms | None = None
 
     @field_validator("purposes")
     @classmethod
@@ -301,6 +334,15 @@ class Charter(_Strict):
         owner = info.data.get("owner")
         if owner is not None and owner.key == value.key:
             raise ValueError("owner and partner must have different keys")
+        return value
+
+    @field_validator("joint")
+    @classmethod
+    def _third_party(cls, value: JointTerms | None, info: ValidationInfo) -> JointTerms | None:
+        # Two of the three parties together learn everything: the third must be another one.
+        partner = info.data.get("partner")
+        if value is not None and partner is not None and value.compute_party.id == partner.id:
+            raise ValueError("the joint compute party must not be the partner itself")
         return value
 
     def to_document(self) -> dict[str, Any]:

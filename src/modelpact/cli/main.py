@@ -22,6 +22,7 @@ from modelpact.cli import (
     doctor,
     model,
     monitor,
+    mpc,
     partner,
     policy,
     redteam,
@@ -52,6 +53,7 @@ app.add_typer(policy.app, name="policy")
 app.add_typer(audit.app, name="audit")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(watermark.app, name="watermark")
+app.add_typer(mpc.app, name="mpc")
 
 
 def _version(value: bool) -> None:

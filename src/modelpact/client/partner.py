@@ -252,6 +252,39 @@ class _Base:
             params["version"] = version
         return Encryption.body(keys, packing, part), params
 
+    def _encrypted_post(
+        self, model: str, body: bytes, params: dict[str, str | int]
+    ) -> tuple[str, dict[str, Any]]:
+        """URL and options of one encrypted request."""
+        headers = self._headers() | {"Content-Type": CIPHERTEXTS_MEDIA_TYPE}
+        options = {"params": params, "content": body, "headers": headers}
+        return f"/v1/models/{model}/predict-encrypted", options
+
+    def _context_put(self, keys: Keys) -> dict[str, Any]:
+        """Options of the context upload."""
+        headers = self._headers() | {"Content-Type": "application/octet-stream"}
+        return {"content": keys.public, "headers": headers}
+
+    def _held(self, response: httpx.Response, keys: Keys, token: str) -> None:
+        """Check the gateway holds the context just uploaded in the session of ``token``."""
+        held = self._parse(response, EncryptionContext)
+        if held.digest != keys.digest:
+            raise ServerError("the gateway holds another encryption context than the one sent")
+        keys.uploaded.add(token)
+
+    @staticmethod
+    def _again(response: httpx.Response) -> str | None:
+        """Why an encrypted request may be sent once more: ``session`` (it ended) or
+        ``context`` (the gateway dropped it); None: it may not."""
+        if response.status_code == 401:
+            return "session"
+        if response.status_code == 409:
+            error = error_from(response)
+            if not isinstance(error, ContextNeeded):
+                raise error
+            return "context"
+        return None
+
     @staticmethod
     def _encrypted_result(
         model: str, packing: Packing, answers: list[EncryptedPredictResponse], scores: list[Any]
@@ -391,40 +424,23 @@ class PartnerClient(_Base):
             assert self._grant is not None
             token = self._grant.token
             if token not in keys.uploaded:
-                self._upload_context(keys)
+                response = self._safe("PUT", "/v1/encryption/context", **self._context_put(keys))
+                self._held(response, keys, token)
+            url, options = self._encrypted_post(model, body, params)
             try:
-                response = self._http.post(
-                    f"/v1/models/{model}/predict-encrypted",
-                    params=params,
-                    content=body,
-                    headers=self._headers() | {"Content-Type": CIPHERTEXTS_MEDIA_TYPE},
-                )
+                response = self._http.post(url, **options)
             except httpx.TransportError as exc:
                 raise ServerError(f"cannot reach the gateway: {exc}") from None
-            if attempt < 2 and response.status_code in (401, 409):
-                if response.status_code == 401:
-                    self._grant = None  # the session ended: open one
-                elif isinstance(error_from(response), ContextNeeded):
-                    keys.uploaded.discard(token)  # the gateway dropped it: upload again
-                else:
-                    raise error_from(response)
+            why = self._again(response) if attempt < 2 else None
+            if why == "session":
+                self._grant = None  # the session ended: open one
+                continue
+            if why == "context":
+                keys.uploaded.discard(token)  # the gateway dropped it: upload again
                 continue
             answer: EncryptedPredictResponse = self._parse(response, EncryptedPredictResponse)
             return answer
         raise ServerError("the gateway kept refusing the session or its encryption context")
-
-    def _upload_context(self, keys: Keys) -> None:
-        assert self._grant is not None
-        response = self._safe(
-            "PUT",
-            "/v1/encryption/context",
-            content=keys.public,
-            headers=self._headers() | {"Content-Type": "application/octet-stream"},
-        )
-        held = self._parse(response, EncryptionContext)
-        if held.digest != keys.digest:
-            raise ServerError("the gateway holds another encryption context than the one sent")
-        keys.uploaded.add(self._grant.token)
 
     def privacy_budget(self, model: str) -> PrivacyBudget:
         """What is left of this partner's privacy budget on a noised grant of ``model``."""
@@ -677,41 +693,24 @@ class AsyncPartnerClient(_Base):
             grant = self._grant
             assert grant is not None
             if grant.token not in keys.uploaded:
-                await self._upload_context(keys)
+                put = self._context_put(keys)
+                self._held(await self._safe("PUT", "/v1/encryption/context", **put), keys,
+                           grant.token)  # fmt: skip
+            url, options = self._encrypted_post(model, body, params)
             try:
-                response = await self._http.post(
-                    f"/v1/models/{model}/predict-encrypted",
-                    params=params,
-                    content=body,
-                    headers=self._headers() | {"Content-Type": CIPHERTEXTS_MEDIA_TYPE},
-                )
+                response = await self._http.post(url, **options)
             except httpx.TransportError as exc:
                 raise ServerError(f"cannot reach the gateway: {exc}") from None
-            if attempt < 2 and response.status_code in (401, 409):
-                if response.status_code == 401:
-                    await self._ensure_session(stale=grant)
-                elif isinstance(error_from(response), ContextNeeded):
-                    keys.uploaded.discard(grant.token)
-                else:
-                    raise error_from(response)
+            why = self._again(response) if attempt < 2 else None
+            if why == "session":
+                await self._ensure_session(stale=grant)
+                continue
+            if why == "context":
+                keys.uploaded.discard(grant.token)
                 continue
             answer: EncryptedPredictResponse = self._parse(response, EncryptedPredictResponse)
             return answer
         raise ServerError("the gateway kept refusing the session or its encryption context")
-
-    async def _upload_context(self, keys: Keys) -> None:
-        assert self._grant is not None
-        token = self._grant.token
-        response = await self._safe(
-            "PUT",
-            "/v1/encryption/context",
-            content=keys.public,
-            headers=self._headers() | {"Content-Type": "application/octet-stream"},
-        )
-        held = self._parse(response, EncryptionContext)
-        if held.digest != keys.digest:
-            raise ServerError("the gateway holds another encryption context than the one sent")
-        keys.uploaded.add(token)
 
     async def privacy_budget(self, model: str) -> PrivacyBudget:
         """:meth:`PartnerClient.privacy_budget`, awaited."""

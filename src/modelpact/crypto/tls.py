@@ -1,4 +1,5 @@
-"""TLS material for the partner gateway: a local CA, server and partner client certificates.
+"""TLS material: a local CA, the gateway's server and partner client certificates, and the
+certificates of the three parties of a joint (MPC) run.
 
 Everything is X.509 built with ``cryptography``: EC P-256 keys, ECDSA with SHA-256,
 extensions that pass OpenSSL's strict chain checks (``VERIFY_X509_STRICT``, the
@@ -38,13 +39,18 @@ __all__ = [
     "cert_subject_cn",
     "create_ca",
     "issue_client_cert",
+    "issue_party_cert",
     "issue_server_cert",
+    "party_cert_index",
+    "party_common_name",
+    "party_request",
     "server_cert_renewal_reason",
 ]
 
 _BACKDATE = timedelta(minutes=5)
 _MAX_CN = 64  # RFC 5280 upper bound for commonName
 _MAX_HOSTS = 100
+_MAX_PARTIES = 10  # MPyC party indices in a certificate name: one digit
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _DNS_NAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
 
@@ -146,6 +152,99 @@ def issue_client_cert(
         .sign(ca_key, hashes.SHA256())
     )
     return cert.public_bytes(serialization.Encoding.PEM), _private_pem(key)
+
+
+def party_common_name(index: int) -> str:
+    """The subject MPyC gives party ``index`` and checks as the TLS host name when it connects."""
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < _MAX_PARTIES:
+        raise InvalidInput(f"a party index is 0 to {_MAX_PARTIES - 1}, not {index!r}")
+    return f"MPyC party {index}"
+
+
+def party_request(index: int) -> tuple[bytes, bytes]:
+    """A fresh key and a certificate signing request for party ``index``.
+
+    Returns ``(CSR PEM, private key PEM)``: the key stays with the party, the CSR goes to
+    whoever runs the joint run's CA (:func:`issue_party_cert`).
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(_name(party_common_name(index), what="party name"))
+        .sign(key, hashes.SHA256())
+    )
+    return csr.public_bytes(serialization.Encoding.PEM), _private_pem(key)
+
+
+def issue_party_cert(
+    ca_cert_pem: bytes,
+    ca_key_pem: bytes,
+    csr_pem: bytes,
+    *,
+    index: int,
+    now: datetime,
+    days: int = 90,
+) -> bytes:
+    """A certificate for party ``index`` of a joint run, on the key of ``csr_pem``.
+
+    MPyC uses one certificate per party both to accept its peers' connections and to
+    make its own, so it is a server and a client certificate at once, named
+    ``MPyC party <index>`` (:func:`party_common_name`).  The request must be signed by its
+    own key (proof of possession) and name that party: a CSR for party 1 does not become
+    party 2's certificate.  Returns the certificate PEM.
+    """
+    expected = party_common_name(index)
+    if not isinstance(csr_pem, bytes):
+        raise InvalidInput("the certificate request must be PEM bytes")
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem)
+    except ValueError:
+        raise InvalidInput("the certificate request is not a PEM PKCS#10 request") from None
+    if not csr.is_signature_valid:
+        raise Tampered("the certificate request's signature does not verify")
+    public = csr.public_key()
+    if not isinstance(public, ec.EllipticCurvePublicKey) or not isinstance(
+        public.curve, ec.SECP256R1
+    ):
+        raise InvalidInput("the certificate request's key is not an EC P-256 key")
+    names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if [n.value for n in names] != [expected]:
+        shown = ", ".join(quote_untrusted(str(n.value)) for n in names) or "no name"
+        raise InvalidInput(f"the certificate request names {shown}, not {expected!r}")
+    builder, ca_key = _leaf(ca_cert_pem, ca_key_pem, public, now=now, days=days)
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    cert = (
+        builder.subject_name(_name(expected, what="party name"))
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def party_cert_index(pem: bytes, ca_cert_pem: bytes, *, now: datetime) -> int:
+    """The party index a joint-run certificate names, once it is checked against the CA.
+
+    :class:`Tampered` for a certificate this CA did not issue, :class:`Expired` outside
+    its validity, :class:`InvalidInput` for one that names no party.  A check before a
+    run starts, so that a wrong file fails in one line rather than as a hung handshake.
+    """
+    cert = _load_cert(pem, what="party certificate")
+    ca = _load_cert(ca_cert_pem, what="CA certificate")
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        raise Tampered("the party certificate was not issued by this CA") from None
+    at = _utc(now)
+    if not cert.not_valid_before_utc <= at < cert.not_valid_after_utc:
+        raise Expired(
+            f"the party certificate is valid from {cert.not_valid_before_utc.isoformat()} "
+            f"until {cert.not_valid_after_utc.isoformat()}"
+        )
+    name = cert_subject_cn(pem)
+    match = re.fullmatch(r"MPyC party ([0-9])", name)
+    if match is None:
+        raise InvalidInput(f"the certificate names {quote_untrusted(name)}, not an MPyC party")
+    return int(match.group(1))
 
 
 def server_cert_renewal_reason(
@@ -306,14 +405,15 @@ def _load_ca(
 def _leaf(
     ca_cert_pem: bytes,
     ca_key_pem: bytes,
-    key: ec.EllipticCurvePrivateKey,
+    key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey,
     *,
     now: datetime,
     days: int,
 ) -> tuple[x509.CertificateBuilder, ec.EllipticCurvePrivateKey]:
     """The parts every end-entity certificate shares, and the CA key to sign it with.
 
-    The caller adds the subject and the extended key usage.
+    ``key``: the subject's key (its public half is certified).  The caller adds the
+    subject and the extended key usage.
     """
     ca, ca_key = _load_ca(ca_cert_pem, ca_key_pem)
     start, end = _window(now, days)
@@ -323,7 +423,7 @@ def _leaf(
             f"the workspace CA ended on {ca_end.isoformat()}",
             hint="move tls/ aside to create a new CA, then give partners the new ca.pem",
         )
-    public = key.public_key()
+    public = key if isinstance(key, ec.EllipticCurvePublicKey) else key.public_key()
     try:
         ca_ski = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         authority = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski)
