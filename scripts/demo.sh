@@ -70,6 +70,16 @@ $PY examples/partner_demo.py --gateway "https://127.0.0.1:$PORT" --ca "$WORK/own
   --key "$WORK/acme.key" --charter "$WORK/charter.signed.json" --holdout "$WORK/holdout.csv" \
   --witness "$WORK/acme-witness.note"
 
+step "Owner signs in to the dashboard with a one-time link (signed by the owner key) and reads acme's page"
+LINK=$($MP dashboard link --url "https://127.0.0.1:$PORT")
+LINK=${LINK%%$'\n'*}  # the first line (no `| head`: with pipefail its SIGPIPE would stop the demo)
+JAR="$WORK/dashboard.cookies"
+curl -sf --cacert "$WORK/owner/tls/ca.pem" -c "$JAR" -o /dev/null "$LINK"
+PAGE=$(curl -sf --cacert "$WORK/owner/tls/ca.pem" -b "$JAR" "https://127.0.0.1:$PORT/dashboard/partners/acme")
+for what in requests rows denied limited; do
+  printf '   acme %s: %s\n' "$what" "$(grep -o "id=\"total-$what\">[0-9]*" <<<"$PAGE" | grep -o '[0-9]*$')"
+done
+
 step "Owner stops the gateway"
 kill -INT "$SERVER"
 wait "$SERVER" || true
@@ -89,3 +99,6 @@ $MP audit export --out "$WORK/audit.json"
 $MP audit verify "$WORK/audit.json" --public-key "$OWNER_KEY"
 
 printf '\nDemo workspace left in %s (delete it when done).\n' "$WORK"
+printf 'To browse its dashboard: %s --workspace %s serve --port 8443 &\n' "$MP" "$WORK/owner"
+printf '  then open the link that %s --workspace %s dashboard link prints\n' "$MP" "$WORK/owner"
+printf '  (the browser must trust %s, or accept the warning once).\n' "$WORK/owner/tls/ca.pem"

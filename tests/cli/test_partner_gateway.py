@@ -17,6 +17,7 @@ import functools
 import io
 import json
 import signal
+import ssl
 import stat
 import subprocess
 import sys
@@ -631,4 +632,26 @@ def test_predict_encrypted_writes_the_models_scores_in_both_packings(
     assert [(e.action, e.rows) for e in scored] == [("predict_encrypted", n) for n in
                                                     (64, 36, 16, 4)]  # fmt: skip
     bad = cli(*partner.predict_args(rows, tmp_path / "x.csv", "--encrypted", "--packing", "diag"))
+    assert bad.code != 0
+
+
+def test_dashboard_links_from_the_cli_sign_owner_and_partner_in(
+    cli: Cli, partner: Partner, ws: Workspace
+) -> None:
+    import httpx
+
+    opened(cli, partner)
+    printed = cli("partner", "dashboard", "--profile", partner.profile)
+    assert printed.code == 0, printed.err
+    link = printed.out.splitlines()[0]
+    assert link.startswith(f"{partner.url}/dashboard/signin?link=")
+    owner = cli("--workspace", ws.root, "dashboard", "link", "--url", partner.url)
+    assert owner.code == 0, owner.err
+    trust = ssl.create_default_context(cafile=str(partner.ca))
+    for url, lands in ((link, "/dashboard/partners/acme"), (owner.out.split()[0], "/dashboard")):
+        with httpx.Client(verify=trust, follow_redirects=True) as web:
+            page = web.get(url)
+            assert page.status_code == 200 and page.url.path == lands
+            assert web.get(url).status_code == 403  # one use
+    bad = cli("--workspace", ws.root, "dashboard", "link", "--minutes", "0")
     assert bad.code != 0

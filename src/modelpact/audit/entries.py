@@ -164,14 +164,15 @@ class IncidentEntry(_Entry):
 
 class SessionEntry(_Entry):
     """A partner proving who it is: a session opened or refused, a token refused or closed,
-    an attestation fetched, an encryption context uploaded (``context``).
+    an attestation fetched, an encryption context uploaded (``context``), a dashboard
+    sign-in link issued (``dashboard``).
 
     ``actor`` is the partner the request claimed to be (``unknown`` when it
     named none); ``subject`` the session's token id (``sha256:`` of the token,
     never the token) or what was asked for.
     """
 
-    action: Literal["open", "authenticate", "attest", "close", "context"]
+    action: Literal["open", "authenticate", "attest", "close", "context", "dashboard"]
     actor: Name
     charter: Name | None = None
     decision: Literal["allow", "deny"]

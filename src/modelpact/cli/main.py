@@ -19,6 +19,7 @@ from modelpact import __version__
 from modelpact.cli import (
     audit,
     charter,
+    dashboard,
     doctor,
     model,
     monitor,
@@ -54,6 +55,7 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(watermark.app, name="watermark")
 app.add_typer(mpc.app, name="mpc")
+app.add_typer(dashboard.app, name="dashboard")
 
 
 def _version(value: bool) -> None:

@@ -350,6 +350,20 @@ def session(
     console.print(f"profile -> {profile}")
 
 
+@app.command("dashboard")
+def dashboard(profile: ProfileOption = DEFAULT_PROFILE) -> None:
+    """(Partner) Print a one-time link that signs you in to the gateway's dashboard (your own
+    usage only), after proving your key in a new session."""
+    partner = _Partner.load(profile)
+    with partner.client() as client:
+        try:
+            link = client.dashboard_link()
+        finally:
+            _close_quietly(client)
+    out().print(link, soft_wrap=True)
+    out().print("(one use, 10 minutes)")
+
+
 # -- predict: a CSV in, a CSV out, resumably -----------------------------------------------------
 
 #: Rows per encrypted request in batch packing: the slots of the default CKKS ring.

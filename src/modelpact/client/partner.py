@@ -442,6 +442,19 @@ class PartnerClient(_Base):
             return answer
         raise ServerError("the gateway kept refusing the session or its encryption context")
 
+    def dashboard_link(self) -> str:
+        """A one-time link that signs this partner in to the gateway's dashboard (its own
+        page only), for a fresh session: the key proves who it is."""
+        if renew_due(self._grant, self._clock()):
+            self.open_session()
+        response = self._http.post("/dashboard/link", headers=self._headers())
+        if response.status_code != 200:
+            raise ServerError(f"the gateway gave no dashboard link (HTTP {response.status_code})")
+        path = response.json().get("path", "")
+        if not isinstance(path, str) or not path.startswith("/dashboard/signin?link="):
+            raise ServerError("the gateway's dashboard link is malformed")
+        return str(self._http.base_url).rstrip("/") + path
+
     def privacy_budget(self, model: str) -> PrivacyBudget:
         """What is left of this partner's privacy budget on a noised grant of ``model``."""
         if renew_due(self._grant, self._clock()):

@@ -42,6 +42,7 @@ from modelpact.charter import (
     OutputPolicy,
 )
 from modelpact.charter import Response as Step
+from modelpact.dashboard import install_dashboard
 from modelpact.errors import (
     Denied,
     Expired,
@@ -956,6 +957,7 @@ def create_app(
 
     install_v2(app, gw)
     install_encrypted(app, gw)
+    install_dashboard(app, workspace, sessions=gw.sessions, audit=gw.audit)
     app.add_route("/metrics", gw.metrics.endpoint, include_in_schema=False)
     app.add_middleware(
         BodyLimit,

@@ -70,8 +70,11 @@ class PartnerDirectory:
         with self._ws.store.unit_of_work() as uow:
             return list(uow.partners.list())
 
-    def change_status(self, partner_id: str, verb: str, *, actor: str = "owner") -> PartnerRecord:
-        """``suspend``, ``resume`` or ``revoke``; a revoked partner stays revoked."""
+    def change_status(
+        self, partner_id: str, verb: str, *, actor: str = "owner", reason: str | None = None
+    ) -> PartnerRecord:
+        """``suspend``, ``resume`` or ``revoke``; a revoked partner stays revoked.  ``reason``
+        (the dashboard asks for one) goes in the audit entry."""
         if verb not in _TRANSITIONS:
             raise InvalidInput(f"unknown partner action {verb!r}")
         allowed_from, target = _TRANSITIONS[verb]
@@ -89,6 +92,7 @@ class PartnerDirectory:
                 kind=f"partner.{verb}",
                 subject=partner_id,
                 previous=current.status,
+                **({} if reason is None else {"reason": reason}),
             )
         return updated
 
