@@ -94,6 +94,12 @@ $MP redteam --charter northwind-acme-screening --model cancer-screen --data "$WO
 $MP redteam --charter northwind-acme-screening --model digits --data "$WORK/digits-holdout.csv" \
   --attack adaptive --budget 600 --out "$WORK/redteam-digits"
 
+step "The partnership ends: owner terminates the charter (sessions revoked, acme's data key destroyed)"
+$MP charter terminate northwind-acme-screening --reason "pilot complete" --out "$WORK/exit-report.json"
+
+step "Partner acme verifies the signed exit report offline, with the owner's public key"
+$MP charter verify-exit "$WORK/exit-report.json" --owner-key "$OWNER_KEY"
+
 step "Everything above is in the tamper-evident audit log; an auditor checks it offline"
 $MP audit export --out "$WORK/audit.json"
 $MP audit verify "$WORK/audit.json" --public-key "$OWNER_KEY"

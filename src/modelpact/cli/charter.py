@@ -1,17 +1,30 @@
-"""``modelpact charter ...``: check, sign, countersign (partner), apply, list, show, diff."""
+"""``modelpact charter ...``: check, sign, countersign (partner), apply, list, show, diff;
+terminate (owner) and verify-exit (partner, offline, no server installed)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import os
+import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from modelpact.cli.terminal import open_ws, out, read_text, write_text_atomic
-from modelpact.errors import CharterInvalid, InvalidInput
+from modelpact.cli.terminal import fsync_folder, open_ws, out, read_text, write_text_atomic
+from modelpact.errors import CharterInvalid, InvalidInput, StorageUnavailable, Tampered
 
-__all__ = ["app"]
+if TYPE_CHECKING:
+    from modelpact.crypto import VerifyKey
+
+__all__ = ["EXIT_REPORT_FORMAT", "EXIT_REPORT_PREFIX", "app", "verify_exit_report"]
+
+#: As :mod:`modelpact.services.exit` writes them (the partner's install has no services).
+EXIT_REPORT_FORMAT = "modelpact-exit-report/v1"
+EXIT_REPORT_PREFIX = b"modelpact-exit-report/v1\n"
 
 #: Charter versions are positive and fit the canonical JSON number range (2^53 - 1).
 VERSION: dict[str, int] = {"min": 1, "max": 2**53 - 1}
@@ -170,3 +183,164 @@ def diff(
     console = out()
     for line in lines or ("no differences",):
         console.print(line)
+
+
+@app.command("terminate")
+def terminate(
+    ctx: typer.Context,
+    charter_id: Annotated[str, typer.Argument(metavar="CHARTER")],
+    reason: Annotated[str, typer.Option(help="Why the partnership ends (audited).")],
+    out_path: Annotated[
+        Path | None,
+        typer.Option("--out", help="The signed exit report (default CHARTER.exit.json)."),
+    ] = None,
+) -> None:
+    """(Owner) End a charter: revoke its sessions, destroy the partner's data key, and
+    write a signed exit report.  Again on a terminated charter: completes it, re-issues it."""
+    from modelpact.services.exit import ExitDesk
+
+    with open_ws(ctx) as ws:
+        report = ExitDesk(ws).terminate(charter_id, reason=reason)
+        key = ws.owner_verify_key.encode()
+    target = out_path or Path(f"{charter_id}.exit.json")
+    _write_public_atomic(target, report.text)
+    console = out()
+    document = report.document
+    when = report.terminated_at.isoformat(timespec="seconds")
+    state = "was terminated" if report.resumed else "terminated"
+    console.print(f"{charter_id} {state} at {when}; partner {report.partner}")
+    for item in document["destroyed"]:
+        console.print(f"  destroyed: {item['what']} ({item['at']})")
+    for item in document["kept"]:
+        console.print(f"  kept until {item['until'] or 'further notice'}: {item['what']}")
+    console.print(f"wrote {target}; the partner verifies it offline with:")
+    console.print(f"  modelpact charter verify-exit {target} --owner-key {key}")
+
+
+@app.command("verify-exit")
+def verify_exit(
+    report: Annotated[Path, typer.Argument(help="An exit report from 'charter terminate'.")],
+    owner_key: Annotated[
+        str | None, typer.Option(help="The owner's key, ed25519:<base64>.")
+    ] = None,
+    charter_file: Annotated[
+        Path | None,
+        typer.Option("--charter-file", help="Your countersigned charter (names key and id)."),
+    ] = None,
+    charter_id: Annotated[
+        str | None, typer.Option("--charter", help="The charter the report must name.")
+    ] = None,
+) -> None:
+    """(Partner, offline) Check an exit report: the owner's signature, that it names your
+    charter, the checkpoint's signature and that the termination is in the signed log."""
+    from modelpact.charter import SignedCharter
+    from modelpact.crypto import VerifyKey
+
+    key = None if owner_key is None else VerifyKey.decode(owner_key)
+    digests: frozenset[str] = frozenset()
+    if charter_file is not None:
+        signed = SignedCharter.from_json(
+            read_text(charter_file, what="signed charter"), source=str(charter_file)
+        )
+        signed.verify_complete()
+        named = signed.charter
+        if key is not None and key != named.owner.verify_key:
+            raise InvalidInput(f"--owner-key is not the owner key {charter_file} names")
+        if charter_id is not None and charter_id != named.charter:
+            raise InvalidInput(f"--charter {charter_id} is not {charter_file}'s {named.charter}")
+        key, charter_id, digests = named.owner.verify_key, named.charter, frozenset({signed.digest})
+    if key is None:
+        raise InvalidInput("give --owner-key ed25519:... or --charter-file SIGNED.json")
+    text = read_text(report, what="exit report")
+    document = verify_exit_report(text, key, charter=charter_id, digests=digests)
+    usage = document["usage"]
+    out().print(
+        f"{report}: OK — exit report for {document['charter']['id']} "
+        f"(partner {document['charter']['partner']}), terminated "
+        f"{document['terminated']['at']}; {usage['requests']} requests, {usage['rows']} rows, "
+        f"{usage['denials']} denials, {len(document['incidents'])} incident(s); signed by the "
+        f"owner; termination in the log under checkpoint size {document['checkpoint']['size']}"
+    )
+
+
+def verify_exit_report(
+    text: str,
+    owner_key: VerifyKey,
+    *,
+    charter: str | None = None,
+    digests: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """The report inside an exit report file, once everything in it checks.
+
+    The owner's signature over ``EXIT_REPORT_PREFIX + canonical_json(report)``; that it
+    names ``charter`` (and one of ``digests`` among its versions); the final checkpoint's
+    signature by the same key; and an inclusion proof that the termination entry it carries
+    is in that checkpoint's log.  :class:`~modelpact.errors.Tampered` (its subclasses for
+    signatures and proofs) on the first thing that does not.
+    """
+    from modelpact.audit.checkpoint import open_checkpoint
+    from modelpact.audit.entries import AdminEntry, decode_entry
+    from modelpact.audit.tree import leaf_hash, verify_inclusion
+    from modelpact.crypto import canonical_json
+
+    try:
+        envelope = json.loads(text)
+        if envelope["format"] != EXIT_REPORT_FORMAT:
+            raise Tampered(f"not an exit report (format {str(envelope['format'])[:40]!r})")
+        document = envelope["report"]
+        signer = envelope["signature"]["key"]
+        signature = base64.b64decode(envelope["signature"]["value"], validate=True)
+        if not isinstance(document, dict):
+            raise TypeError
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        raise Tampered(
+            "not an exit report: it is not the JSON 'charter terminate' writes"
+        ) from None
+    if signer != owner_key.encode():
+        raise Tampered(f"the exit report is signed by {str(signer)[:60]}, not the owner's key")
+    owner_key.verify(signature, EXIT_REPORT_PREFIX + canonical_json(document))
+    try:
+        named = document["charter"]["id"]
+        versions = {v["digest"] for v in document["charter"]["versions"]}
+        point = document["checkpoint"]
+        origin, index = point["origin"], point["index"]
+        entry = base64.b64decode(point["entry"], validate=True)
+        proof = [base64.b64decode(p, validate=True) for p in point["proof"]]
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        raise Tampered("the exit report is signed but incomplete") from None
+    if charter is not None and named != charter:
+        raise Tampered(f"the exit report is for charter {str(named)[:80]}, not {charter}")
+    if digests and not digests & versions:
+        raise Tampered("the exit report does not name your charter's version (digest)")
+    checkpoint = open_checkpoint(point["note"], owner_key, name=origin, origin=origin)
+    verify_inclusion(index, checkpoint.size, leaf_hash(entry), proof, checkpoint.root)
+    terminated = decode_entry(entry)
+    if (
+        not isinstance(terminated, AdminEntry)
+        or terminated.action != "charter.terminate"
+        or not terminated.subject.startswith(f"{named}@v")
+    ):
+        raise Tampered("the entry the exit report proves is not this charter's termination")
+    return document
+
+
+def _write_public_atomic(path: Path, text: str) -> None:
+    """All of ``text`` or nothing at ``path``, mode 0644 (a report meant to be handed over)."""
+    folder = path.parent
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise StorageUnavailable(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o644)
+            handle.write(text.encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException as exc:  # Ctrl-C included: leave no temporary file behind
+        Path(temporary).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise StorageUnavailable(f"cannot write {path}: {exc.strerror}") from None
+        raise
+    fsync_folder(folder)

@@ -27,6 +27,7 @@ from modelpact.cli import (
     partner,
     policy,
     redteam,
+    review,
     serve,
     watermark,
     workspace,
@@ -56,6 +57,7 @@ app.add_typer(monitor.app, name="monitor")
 app.add_typer(watermark.app, name="watermark")
 app.add_typer(mpc.app, name="mpc")
 app.add_typer(dashboard.app, name="dashboard")
+app.add_typer(review.app, name="review")
 
 
 def _version(value: bool) -> None:

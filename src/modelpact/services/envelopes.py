@@ -4,6 +4,12 @@ One JSON envelope — its format name, the wrapped data key and the sealed bytes
 base64 — bound by associated data to what it belongs to, so an envelope copied onto
 another record does not open (:class:`~modelpact.errors.Tampered`).  The field names are
 the caller's: they are what its stored rows already say.
+
+A partner's own data is sealed with :func:`seal_for_partner` instead: the envelope's data
+key is wrapped by that partner's data key under the charter
+(:class:`~modelpact.services.partner_keys.PartnerDataKeys`), itself wrapped by the KEK, so
+destroying the partner's key at exit makes every such envelope undecryptable.
+:func:`envelope_format` tells the two apart when reading rows written before.
 """
 
 from __future__ import annotations
@@ -12,10 +18,17 @@ import base64
 import json
 
 from modelpact.crypto import DataKey
-from modelpact.errors import InvalidInput
+from modelpact.errors import InvalidInput, NotFound, Tampered
+from modelpact.services.partner_keys import KeyDestroyed, PartnerDataKeys
 from modelpact.services.workspace import Workspace
 
-__all__ = ["open_envelope", "seal_envelope"]
+__all__ = [
+    "envelope_format",
+    "open_envelope",
+    "open_for_partner",
+    "seal_envelope",
+    "seal_for_partner",
+]
 
 
 def seal_envelope(
@@ -24,22 +37,22 @@ def seal_envelope(
     """``plaintext`` sealed under a new data key; ``fields``: the names of the wrapped key
     and of the sealed bytes in the envelope."""
     data_key = DataKey.generate()
-    wrapped, sealed = fields
+    return _envelope(kind, fields, ws.kek().wrap(data_key, ad), data_key.seal(plaintext, ad))
+
+
+def _envelope(kind: str, fields: tuple[str, str], wrapped: bytes, sealed: bytes) -> str:
+    wrapped_name, sealed_name = fields
     return json.dumps(
         {
             "format": kind,
-            wrapped: base64.b64encode(ws.kek().wrap(data_key, ad)).decode("ascii"),
-            sealed: base64.b64encode(data_key.seal(plaintext, ad)).decode("ascii"),
+            wrapped_name: base64.b64encode(wrapped).decode("ascii"),
+            sealed_name: base64.b64encode(sealed).decode("ascii"),
         },
         separators=(",", ":"),
     )
 
 
-def open_envelope(
-    ws: Workspace, text: str, ad: bytes, *, kind: str, fields: tuple[str, str], what: str
-) -> bytes:
-    """The plaintext of :func:`seal_envelope`'s envelope; :class:`InvalidInput` naming
-    ``what`` if it is not one, :class:`~modelpact.errors.Tampered` if it was changed."""
+def _parts(text: str, kind: str, fields: tuple[str, str], what: str) -> tuple[bytes, bytes]:
     wrapped_name, sealed_name = fields
     try:
         envelope = json.loads(text)
@@ -49,4 +62,64 @@ def open_envelope(
         sealed = base64.b64decode(envelope[sealed_name], validate=True)
     except (KeyError, TypeError, ValueError):
         raise InvalidInput(f"not {what}") from None
+    return wrapped, sealed
+
+
+def envelope_format(text: str) -> str | None:
+    """The ``format`` an envelope names, or None if it is not one."""
+    try:
+        kind = json.loads(text)["format"]
+    except (KeyError, TypeError, ValueError):
+        return None
+    return kind if isinstance(kind, str) else None
+
+
+def open_envelope(
+    ws: Workspace, text: str, ad: bytes, *, kind: str, fields: tuple[str, str], what: str
+) -> bytes:
+    """The plaintext of :func:`seal_envelope`'s envelope; :class:`InvalidInput` naming
+    ``what`` if it is not one, :class:`~modelpact.errors.Tampered` if it was changed."""
+    wrapped, sealed = _parts(text, kind, fields, what)
     return ws.kek().unwrap(wrapped, ad).open(sealed, ad)
+
+
+def seal_for_partner(
+    ws: Workspace,
+    partner: str,
+    charter: str,
+    plaintext: bytes,
+    ad: bytes,
+    *,
+    kind: str,
+    fields: tuple[str, str],
+) -> str:
+    """Like :func:`seal_envelope`, the data key wrapped by the partner's key under ``charter``
+    (made on first use); :class:`~modelpact.services.partner_keys.KeyDestroyed` after exit."""
+    partner_key = PartnerDataKeys(ws).key(partner, charter, create=True)
+    data_key = DataKey.generate()
+    wrapped = partner_key.seal(data_key.secret(), b"wrap:" + ad)
+    return _envelope(kind, fields, wrapped, data_key.seal(plaintext, ad))
+
+
+def open_for_partner(
+    ws: Workspace,
+    partner: str,
+    charter: str,
+    text: str,
+    ad: bytes,
+    *,
+    kind: str,
+    fields: tuple[str, str],
+    what: str,
+) -> bytes:
+    """The plaintext of :func:`seal_for_partner`'s envelope; :class:`InvalidInput` naming
+    ``what`` if it is not one, :class:`~modelpact.errors.Tampered` if it was changed,
+    :class:`~modelpact.services.partner_keys.KeyDestroyed` once the partner's key is gone."""
+    wrapped, sealed = _parts(text, kind, fields, what)
+    try:
+        partner_key = PartnerDataKeys(ws).key(partner, charter)
+    except KeyDestroyed:
+        raise
+    except NotFound:  # never sealed for this partner: moved here from another record
+        raise Tampered(f"{what} does not open: {partner} has no data key under {charter}") from None
+    return DataKey(partner_key.open(wrapped, b"wrap:" + ad)).open(sealed, ad)

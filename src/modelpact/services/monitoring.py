@@ -37,8 +37,14 @@ from modelpact.charter import ExtractionMonitor, IncidentResponse, OutputKind, O
 from modelpact.charter import Response as Step
 from modelpact.errors import InvalidInput, ModelpactError, NotFound
 from modelpact.monitor import ORDER, Alarm, Ladder, TrainingSummary, Watch
-from modelpact.services.envelopes import open_envelope, seal_envelope
+from modelpact.services.envelopes import (
+    envelope_format,
+    open_envelope,
+    open_for_partner,
+    seal_for_partner,
+)
 from modelpact.services.events import record_event
+from modelpact.services.partner_keys import KeyDestroyed
 from modelpact.services.webhooks import Notifier
 from modelpact.services.workspace import Workspace
 from modelpact.store import MonitorStateRecord, ProtectionRecord, UnitOfWork
@@ -414,9 +420,18 @@ class Monitor:
         if not pending:
             return
         now = self._ws.clock()
+        records = []
+        for key, watch in pending:  # sealed before the transaction: sealing reads a key
+            try:
+                records.append(self._record(key, watch, now))
+            except KeyDestroyed:  # the charter was terminated: its partner's data is gone
+                with self._lock:
+                    self._watches.pop(key, None)
+        if not records:
+            return
         with self._ws.store.unit_of_work() as uow:
-            for key, watch in pending:
-                uow.monitor.save_state(self._record(key, watch, now))
+            for record in records:
+                uow.monitor.save_state(record)
 
     def _replace(self, obs: Observation, old: Watch) -> None:
         fresh = Watch(old.summary if old.trained else None, old.width)
@@ -425,20 +440,30 @@ class Monitor:
             self._dirty.add(obs.key)
 
 
-_SEALED = "modelpact-sealed-watch/v1"
+_LEGACY = "modelpact-sealed-watch/v1"  # a data key wrapped by the KEK itself
+_SEALED = "modelpact-sealed-watch/v2"  # a data key wrapped by the partner's key
 _FIELDS = ("key", "state")
 
 
 def _seal_state(ws: Workspace, key: Key, text: str) -> str:
-    """A watch's state sealed under a fresh data key wrapped by the workspace's KEK: it holds
-    (standardised) partner queries, which are the partner's data and stay encrypted at rest."""
+    """A watch's state sealed under a fresh data key wrapped by the partner's data key under
+    the charter: it holds (standardised) partner queries, which are the partner's data, stay
+    encrypted at rest and are shredded with that key at exit."""
     ad = ("monitor-state/" + "/".join(key)).encode()
-    return seal_envelope(ws, text.encode(), ad, kind=_SEALED, fields=_FIELDS)
+    partner, charter, _ = key
+    return seal_for_partner(ws, partner, charter, text.encode(), ad, kind=_SEALED, fields=_FIELDS)
 
 
 def _open_state(ws: Workspace, key: Key, text: str) -> str:
     ad = ("monitor-state/" + "/".join(key)).encode()
-    opened = open_envelope(ws, text, ad, kind=_SEALED, fields=_FIELDS, what="a sealed watch")
+    what = "a sealed watch"
+    if envelope_format(text) == _LEGACY:  # saved before partner keys: still readable
+        opened = open_envelope(ws, text, ad, kind=_LEGACY, fields=_FIELDS, what=what)
+    else:
+        partner, charter, _ = key
+        opened = open_for_partner(
+            ws, partner, charter, text, ad, kind=_SEALED, fields=_FIELDS, what=what
+        )
     return opened.decode("utf-8")
 
 

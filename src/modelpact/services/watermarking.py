@@ -5,8 +5,9 @@ a PRF key (which answers to mark, and how: :class:`~modelpact.marks.Watermark`) 
 *mark key* that seals the queries it marked.  Both are kept in one row, sealed under a
 data key wrapped by the workspace's KEK and bound to the partner's id.  They outlive the
 partnership for the charter's retention period (``exit.retention_days`` after its last
-day) — leaks surface late — and :meth:`WatermarkDesk.expire` then destroys the keys and
-the marks together, with an audit entry.
+day, or after its termination if it was terminated earlier) — leaks surface late — and
+:meth:`WatermarkDesk.expire` then destroys the keys and the marks together, with an audit
+entry.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from modelpact.errors import AlreadyExists, InvalidInput
 from modelpact.services.charters import CharterDesk
 from modelpact.services.envelopes import open_envelope, seal_envelope
 from modelpact.services.events import record_event
+from modelpact.services.partner_keys import PartnerDataKeys
 from modelpact.services.workspace import Workspace
 from modelpact.store import MarkRecord
 
@@ -163,17 +165,26 @@ class WatermarkDesk:
         return opened
 
     def retained_until(self, partner: str) -> datetime | None:
-        """When the partner's watermark may go: the latest ``valid.until + retention_days``
-        over every version of its charters; None while one has no end (or none is found)."""
+        """When the partner's watermark may go: the latest end of retention over every version
+        of its charters, each ``retention_days`` after the charter's end — its termination
+        (:mod:`modelpact.services.exit`) if it was terminated before ``valid.until``, else
+        ``valid.until``; None while one has no end (or none is found)."""
         desk = CharterDesk(self._ws)
         with self._ws.store.unit_of_work(read_only=True) as uow:
             records = uow.charters.list(partner_id=partner)
+        terminated = {r.charter_id for r in records if r.status == "terminated"}
+        tombstones = PartnerDataKeys(self._ws)
         latest: datetime | None = None
         for record in records:
             charter = desk.trusted(record)
-            if charter.valid.until is None:
+            end = charter.valid.until
+            if record.charter_id in terminated:
+                tombstone = tombstones.tombstone(partner, record.charter_id)
+                if tombstone is not None and (end is None or tombstone.terminated_at < end):
+                    end = tombstone.terminated_at
+            if end is None:
                 return None
-            ends = charter.valid.until + timedelta(days=charter.exit.retention_days)
+            ends = end + timedelta(days=charter.exit.retention_days)
             latest = ends if latest is None or ends > latest else latest
         return latest
 

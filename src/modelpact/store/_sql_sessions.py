@@ -124,3 +124,18 @@ class SqlSessionRepository:
         if result.rowcount:
             self._state.bump()
         return result.rowcount
+
+    def revoke_charter(self, partner_id: str, charter_id: str, at: datetime) -> int:
+        require_aware(at, "at")
+        result = self._session.execute(
+            sa.update(sessions)
+            .where(
+                sessions.c.partner_id == partner_id,
+                sessions.c.charter_id == charter_id,
+                sessions.c.revoked_at.is_(None),
+            )
+            .values(revoked_at=at)
+        )
+        if result.rowcount:
+            self._state.bump()
+        return result.rowcount

@@ -268,6 +268,11 @@ class SessionRepository(Protocol):
         """Revoke every session of the partner not revoked yet; return how many."""
         ...
 
+    def revoke_charter(self, partner_id: str, charter_id: str, at: datetime) -> int:
+        """Revoke every session of the partner under one charter not revoked yet (at exit);
+        return how many."""
+        ...
+
 
 class UsageRepository(Protocol):
     """Prediction rows and requests per partner, charter and UTC day."""
