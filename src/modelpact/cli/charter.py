@@ -6,16 +6,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from modelpact.cli.terminal import fsync_folder, open_ws, out, read_text, write_text_atomic
-from modelpact.errors import CharterInvalid, InvalidInput, StorageUnavailable, Tampered
+from modelpact.cli.terminal import open_ws, out, read_text, replace_durably, write_text_atomic
+from modelpact.errors import CharterInvalid, InvalidInput, Tampered
 
 if TYPE_CHECKING:
     from modelpact.crypto import VerifyKey
@@ -203,7 +201,7 @@ def terminate(
         report = ExitDesk(ws).terminate(charter_id, reason=reason)
         key = ws.owner_verify_key.encode()
     target = out_path or Path(f"{charter_id}.exit.json")
-    _write_public_atomic(target, report.text)
+    replace_durably(target, report.text.encode("utf-8"), mode=0o644)  # handed to the partner
     console = out()
     document = report.document
     when = report.terminated_at.isoformat(timespec="seconds")
@@ -322,25 +320,3 @@ def verify_exit_report(
     ):
         raise Tampered("the entry the exit report proves is not this charter's termination")
     return document
-
-
-def _write_public_atomic(path: Path, text: str) -> None:
-    """All of ``text`` or nothing at ``path``, mode 0644 (a report meant to be handed over)."""
-    folder = path.parent
-    try:
-        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise StorageUnavailable(f"cannot write {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), 0o644)
-            handle.write(text.encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException as exc:  # Ctrl-C included: leave no temporary file behind
-        Path(temporary).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise StorageUnavailable(f"cannot write {path}: {exc.strerror}") from None
-        raise
-    fsync_folder(folder)

@@ -63,8 +63,9 @@ def fsync_folder(folder: Path) -> None:
             os.close(fd)
 
 
-def replace_durably(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data``, mode 0600 (``mkstemp``'s): a crash leaves old or new."""
+def replace_durably(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` (mode 0600, ``mkstemp``'s, unless ``mode`` says
+    otherwise): a crash leaves old or new."""
     folder = path.parent
     try:
         fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
@@ -72,6 +73,8 @@ def replace_durably(path: Path, data: bytes) -> None:
         raise StorageUnavailable(f"cannot write {path}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
+            if mode != 0o600:
+                os.fchmod(handle.fileno(), mode)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

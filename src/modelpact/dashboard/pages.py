@@ -191,36 +191,30 @@ def install_dashboard(
             return refused(error)
         return page("_recent.html", lines=view.recent)
 
-    @router.get("/models")
-    async def models(request: Request) -> Response:
+    async def owner_page(
+        request: Request, template: str, fn: Callable[[], Any], name: str, **extra: Any
+    ) -> Response:
+        """A page only the owner sees, showing ``fn()`` as ``name``."""
         try:
             session = who(request)
             owner(session)
-            view = await read(activity.overview)
+            value = await read(fn)
         except ModelpactError as error:
             return refused(error)
-        return page("models.html", view=view, viewer=session.viewer, csrf=session.csrf)
+        return page(template, viewer=session.viewer, csrf=session.csrf, **{name: value}, **extra)
+
+    @router.get("/models")
+    async def models(request: Request) -> Response:
+        return await owner_page(request, "models.html", activity.overview, "view")
 
     @router.get("/incidents")
     async def incidents(request: Request) -> Response:
-        try:
-            session = who(request)
-            owner(session)
-            lines = await read(activity.incidents)
-        except ModelpactError as error:
-            return refused(error)
-        return page("incidents.html", lines=lines, viewer=session.viewer, csrf=session.csrf)
+        return await owner_page(request, "incidents.html", activity.incidents, "lines")
 
     @router.get("/review")
     async def review(request: Request) -> Response:
-        try:
-            session = who(request)
-            owner(session)
-            grants = await read(activity.grants)
-        except ModelpactError as error:
-            return refused(error)
-        return page("review.html", grants=grants, viewer=session.viewer, csrf=session.csrf,
-                    done=request.query_params.get("done"))  # fmt: skip
+        done = request.query_params.get("done")
+        return await owner_page(request, "review.html", activity.grants, "grants", done=done)
 
     @router.post("/partners/{partner}/{verb}")
     async def change(
