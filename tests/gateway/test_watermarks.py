@@ -316,8 +316,12 @@ def test_a_linear_copy_of_a_multiclass_model_is_named_by_its_tilt(
     acme = run(labels("acme", asked))
     run(labels("globex", asked[:500]))
     natural = run(labels("acme", x[:500]))  # training-like rows are hardly moved
-    assert np.mean(natural != model.predict(x[:500])) < 0.01
-    assert np.mean(acme != model.predict(asked)) > 0.01  # noisy ones are
+    moved_natural = np.mean(natural != model.predict(x[:500]))
+    moved_noisy = np.mean(acme != model.predict(asked))  # noisy ones are
+    # The swaps and the tilt are keyed: a fresh key per run moves a few natural rows more
+    # or less (0.4 percentage point on average over 1,000 keys, bench.watermarks).
+    # Seen: natural 0 to 1.2%, noisy 2 to 3%.
+    assert moved_natural < 0.02 and moved_noisy > max(0.01, moved_natural)
     copy = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(asked, acme)
     found = attribute(ws, export_sklearn(copy), model="digits")
     assert {(e.partner, e.test) for e in found.named} == {("acme", "tilt")}

@@ -254,6 +254,15 @@ def test_expired_charters_exit_the_same_way(app: Any, ws: Workspace, clock: Cloc
     assert ExitDesk(ws).terminate_expired() == []
 
 
+def test_a_terminated_charter_is_not_applied_again(ws: Workspace) -> None:
+    from tests.gateway.conftest import charter_for
+
+    ExitDesk(ws).terminate(ACME, reason="pilot over")
+    with pytest.raises(InvalidInput, match="was terminated; a terminated charter is not applied"):
+        CharterDesk(ws).apply(charter_for(ws, "acme", version=2), source="v2.json")
+    assert CharterDesk(ws).get(ACME)[0].status == "terminated"
+
+
 def test_a_reason_is_required_and_the_charter_must_exist(ws: Workspace) -> None:
     with pytest.raises(InvalidInput):
         ExitDesk(ws).terminate(ACME, reason="  ")

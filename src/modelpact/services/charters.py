@@ -145,6 +145,11 @@ class CharterDesk:
             raise InvalidInput(
                 f"charter id {charter.charter} already belongs to partner {latest.partner_id}"
             )
+        if latest.status == "terminated":  # its data key is destroyed; its exit is on record
+            raise InvalidInput(
+                f"{charter.charter} was terminated; a terminated charter is not applied again",
+                hint="a new partnership needs a new charter id, signed by both parties",
+            )
         if charter.version <= latest.version:
             raise AlreadyExists(
                 f"{charter.charter} is at version {latest.version}; "
