@@ -168,13 +168,17 @@ def install_dashboard(
             return refused(error)
         return page("overview.html", view=view, viewer=session.viewer, csrf=session.csrf)
 
+    async def partner_view(request: Request, partner: str) -> tuple[BrowserSession, Any]:
+        """The viewer's session and ``partner``'s view, if the viewer may see it."""
+        session = who(request)
+        if not session.viewer.may_see(partner):
+            raise NotFound(f"no partner named {partner[:64]}")
+        return session, await read(activity.partner, partner)
+
     @router.get("/partners/{partner}")
     async def partner_page(request: Request, partner: str) -> Response:
         try:
-            session = who(request)
-            if not session.viewer.may_see(partner):
-                raise NotFound(f"no partner named {partner[:64]}")
-            view = await read(activity.partner, partner)
+            session, view = await partner_view(request, partner)
         except ModelpactError as error:
             return refused(error)
         return page("partner.html", view=view, viewer=session.viewer, csrf=session.csrf,
@@ -183,10 +187,7 @@ def install_dashboard(
     @router.get("/partners/{partner}/recent")
     async def partner_recent(request: Request, partner: str) -> Response:
         try:
-            session = who(request)
-            if not session.viewer.may_see(partner):
-                raise NotFound(f"no partner named {partner[:64]}")
-            view = await read(activity.partner, partner)
+            _, view = await partner_view(request, partner)
         except ModelpactError as error:
             return refused(error)
         return page("_recent.html", lines=view.recent)
