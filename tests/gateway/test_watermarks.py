@@ -61,17 +61,18 @@ def test_marks_are_per_partner_deterministic_sealed_and_attribute_a_copy(
     rows = queries(0, 3000)
     acme = ask(app, ws, "acme", rows)
     assert ask(app, ws, "acme", rows[:640]) == acme[:640]  # the same query, the same answer
-    globex = ask(app, ws, "globex", rows[:1000])
-    assert globex != acme[:1000]  # the same queries, marked by another key
+    # Marks fall on about 0.5% of rows, so globex asks all 3,000 too: with 1,000 rows it got
+    # none about once in 150 runs.
+    globex = ask(app, ws, "globex", rows)
+    assert globex != acme  # the same queries, marked by another key
     desk = WatermarkDesk(ws)
     acme_marks = [row for m in desk.marks("acme", MODEL) for row in m.rows]
     globex_marks = [row for m in desk.marks("globex", MODEL) for row in m.rows]
     assert 3 <= len({tuple(r) for r in acme_marks}) <= 45  # about 0.5% of 3,000 distinct rows
     assert acme_marks and globex_marks
-    first = {tuple(r) for r in rows[:1000].tolist()}
     # Independent keys: the rows globex's marks picked are not acme's (a row marked by both
-    # happens, about once in 40 runs of this size; the same set essentially never).
-    assert {tuple(r) for r in globex_marks} != {tuple(r) for r in acme_marks} & first
+    # happens now and then; the same set essentially never).
+    assert {tuple(r) for r in globex_marks} != {tuple(r) for r in acme_marks}
     # A marked answer is the model's answer swapped; every other answer is the model's own.
     reference = gateway.models.predictor(MODEL, "1.0.0")
     own = np.asarray(reference.predict(rows.astype(np.float64))["label"]).reshape(-1)
