@@ -21,6 +21,7 @@ from modelpact.cli import (
     charter,
     dashboard,
     doctor,
+    keys,
     model,
     monitor,
     mpc,
@@ -58,6 +59,7 @@ app.add_typer(watermark.app, name="watermark")
 app.add_typer(mpc.app, name="mpc")
 app.add_typer(dashboard.app, name="dashboard")
 app.add_typer(review.app, name="review")
+app.add_typer(keys.app, name="keys")
 
 
 def _version(value: bool) -> None:
