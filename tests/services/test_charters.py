@@ -10,13 +10,20 @@ import sqlalchemy as sa
 
 from modelpact.charter import Action, SignedCharter, to_yaml
 from modelpact.crypto import SigningKey
-from modelpact.errors import AlreadyExists, Expired, InvalidInput, SignatureInvalid, Tampered
+from modelpact.errors import (
+    AlreadyExists,
+    Expired,
+    InvalidInput,
+    NotFound,
+    SignatureInvalid,
+    Tampered,
+)
 from modelpact.policy import AccessRequest
 from modelpact.services import CharterDesk, Decider, ModelRegistry, PartnerDirectory, Workspace
 from modelpact.store._schema import charters
 from modelpact.store.sql import create_store_engine
 from tests.factories import make_charter
-from tests.services.conftest import START, FixedClock
+from tests.services.conftest import START, FixedClock, admin_actions
 
 PARTNER = SigningKey.generate()
 
@@ -149,3 +156,60 @@ def test_two_active_versions_are_refused(ready: Workspace) -> None:
         uow.charters.set_status("northwind-acme", 1, "active")
     with pytest.raises(Tampered, match="two versions"):
         Decider(ready).decide(REQUEST)
+
+
+def test_rollback_puts_an_applied_version_back_in_force_and_amendments_go_on(
+    ready: Workspace,
+) -> None:
+    from modelpact.audit.entries import AdminEntry, decode_entry
+    from modelpact.services.state_cache import active_record
+
+    desk, decider = CharterDesk(ready), Decider(ready)
+    desk.apply(envelope(ready), source="e1.json")
+    desk.apply(envelope(ready, 2, purposes=["research"]), source="e2.json")
+    assert not decider.decide(REQUEST).allowed
+    done = desk.rollback("northwind-acme", to_version=1, reason="  v2 broke the nightly job ")
+    assert (done.charter.ref, done.previous) == ("northwind-acme@v1", 2)
+    assert decider.decide(REQUEST).allowed  # v1's purpose is back
+    assert not decider.decide(replace(REQUEST, purpose="research")).allowed
+    assert [r.status for r in desk.all()] == ["active", "superseded"]
+    assert desk.get("northwind-acme")[1].version == 1  # the version in force, not the latest
+    with ready.store.unit_of_work() as uow:
+        found = active_record(uow, "northwind-acme", "acme")  # what sessions authenticate by
+        entries = [decode_entry(r.entry) for r in uow.audit.entries(0, uow.audit.size())]
+    assert found is not None and found.version == 1
+    (event,) = [e for e in entries if isinstance(e, AdminEntry) and e.action == "charter.rollback"]
+    assert event.subject == "northwind-acme@v1"
+    assert event.detail["previous"] == 2 and event.detail["reason"] == "v2 broke the nightly job"
+    assert admin_actions(ready, "northwind-acme@v1") == ["charter.apply", "charter.rollback"]
+
+    # Forward again to v2 (applied before), then an amendment above every version applied.
+    assert desk.rollback("northwind-acme", to_version=2, reason="fixed").previous == 1
+    with pytest.raises(AlreadyExists, match="at version 2"):
+        desk.apply(envelope(ready, 2), source="again.json")
+    desk.rollback("northwind-acme", to_version=1, reason="back")
+    assert desk.apply(envelope(ready, 3), source="e3.json").superseded == 1
+    assert [r.status for r in desk.all()] == ["superseded", "superseded", "active"]
+
+
+def test_rollback_refuses_what_cannot_be_put_back(ready: Workspace, clock: FixedClock) -> None:
+    from modelpact.services.exit import ExitDesk
+
+    desk = CharterDesk(ready)
+    with pytest.raises(NotFound, match="no charter northwind-acme"):
+        desk.rollback("northwind-acme", to_version=1, reason="r")
+    desk.apply(envelope(ready), source="e1.json")
+    desk.apply(envelope(ready, 2, valid__until="2027-12-01T00:00:00+00:00"), source="e2.json")
+    with pytest.raises(InvalidInput, match="say why"):
+        desk.rollback("northwind-acme", to_version=1, reason="  ")
+    with pytest.raises(InvalidInput, match="v2 is already in force"):
+        desk.rollback("northwind-acme", to_version=2, reason="r")
+    with pytest.raises(NotFound, match="no version 7"):
+        desk.rollback("northwind-acme", to_version=7, reason="r")
+    clock.advance(days=200)  # past v1's window, inside v2's
+    with pytest.raises(Expired, match="northwind-acme@v1 is not valid now"):
+        desk.rollback("northwind-acme", to_version=1, reason="r")
+    assert [r.status for r in desk.all()] == ["superseded", "active"]  # nothing changed
+    ExitDesk(ready).terminate("northwind-acme", reason="done")
+    with pytest.raises(InvalidInput, match="v2 is terminated"):
+        desk.rollback("northwind-acme", to_version=1, reason="r")

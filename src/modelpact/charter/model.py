@@ -359,3 +359,11 @@ class Charter(_Strict):
     def ref(self) -> str:
         """``charter@version``, the name a human uses."""
         return f"{self.charter}@v{self.version}"
+
+    def follows(self, model: str, action: Action, version: str) -> bool:
+        """Does a grant let ``action`` run on ``model`` ``version``?  What a request that
+        names no version is pinned to (an exact version) or follows (``1.*``, ``*``)."""
+        return any(
+            grant.model == model and action in grant.actions and grant.covers_version(version)
+            for grant in self.grants
+        )

@@ -183,6 +183,28 @@ def diff(
         console.print(line)
 
 
+@app.command("rollback")
+def rollback(
+    ctx: typer.Context,
+    charter_id: Annotated[str, typer.Argument(metavar="CHARTER")],
+    to: Annotated[
+        int, typer.Option("--to", help="The applied version to put back in force.", **VERSION)
+    ],
+    reason: Annotated[str, typer.Option(help="Why (audited).")],
+) -> None:
+    """Put an earlier applied version back in force (both parties signed it already)."""
+    from modelpact.services import CharterDesk
+
+    with open_ws(ctx) as ws:
+        desk = CharterDesk(ws)
+        done = desk.rollback(charter_id, to_version=to, reason=reason)
+        changes = desk.diff(charter_id, done.previous, to)
+    console = out()
+    console.print(f"{done.charter.ref} is in force again (v{done.previous} superseded); logged")
+    for line in changes:
+        console.print(f"  {line}")
+
+
 @app.command("terminate")
 def terminate(
     ctx: typer.Context,

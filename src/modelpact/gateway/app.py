@@ -23,6 +23,7 @@ import re
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
@@ -277,7 +278,9 @@ class Gateway:
                 f"no model named {model} is served under {charter.ref}",
                 hint="the charter's grants name the models you may use",
             )
-        resolved = self.models.resolve(model, version, uow)
+        resolved = self.models.resolve(
+            model, version, uow, follows=partial(charter.follows, model, action)
+        )
         access = AccessRequest(
             partner=session.partner,
             charter=session.charter,
@@ -382,7 +385,12 @@ class Gateway:
                 g.model == model and g.output.budget is not None for g in charter.grants
             ):  # a privacy budget is spent durably: the thread path
                 return None, False
-            self.models.resolve(model, request.version, unit)
+            self.models.resolve(
+                model,
+                request.version,
+                unit,
+                follows=partial(charter.follows, model, Action.PREDICT),
+            )
             self.decider.engine(unit)
             self.state.view(unit).protection(session.partner, session.charter, model)
             needs_key = charter.protections.watermark or any(

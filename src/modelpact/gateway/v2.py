@@ -38,6 +38,7 @@ import json
 import re
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import anyio
@@ -163,7 +164,9 @@ def _granted_model(
     if _grant(charter, model, version) is None:
         why = f"no grant of {charter.ref} covers predict on {model} {version or '(any version)'}"
         raise _NoSuchModel(model, version, why=why)
-    resolved = gw.models.resolve(model, version)
+    resolved = gw.models.resolve(
+        model, version, follows=partial(charter.follows, model, Action.PREDICT)
+    )
     return charter, resolved, _grant(charter, model, resolved)
 
 

@@ -1,6 +1,6 @@
 """Use cases over one workspace: the only layer the interfaces call."""
 
-from modelpact.services.charters import AppliedCharter, CharterDesk, check_with_policy
+from modelpact.services.charters import AppliedCharter, CharterDesk, RolledBack, check_with_policy
 from modelpact.services.clock import Clock, system_clock
 from modelpact.services.decisions import Decider
 from modelpact.services.partners import PartnerDirectory
@@ -15,6 +15,7 @@ __all__ = [
     "ModelRegistry",
     "PartnerDirectory",
     "RegisteredVersion",
+    "RolledBack",
     "VerifiedVersion",
     "Workspace",
     "WorkspaceConfig",

@@ -1,10 +1,11 @@
-"""Charter use cases: check, sign, apply, list, show and diff.
+"""Charter use cases: check, sign, apply, list, show, diff and roll back.
 
 A charter is active only when it carries a valid owner signature by this
 workspace's key and a valid countersignature by the partner's enrolled key,
 its validity window is open, its partner is active, the models it grants
 exist, and Cedar accepts its compiled policies.  Applying a new version of a
-charter supersedes the previous one.
+charter supersedes the previous one; a rollback puts an earlier applied version back in
+force (the log says who, when and why).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from modelpact.services.events import record_event
 from modelpact.services.workspace import Workspace
 from modelpact.store import CharterRecord, UnitOfWork
 
-__all__ = ["AppliedCharter", "CharterDesk", "check_with_policy"]
+__all__ = ["AppliedCharter", "CharterDesk", "RolledBack", "check_with_policy"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,14 @@ def check_with_policy(text: str, *, source: str) -> CharterReport:
         except CharterInvalid as exc:
             report = report.with_error(f"{exc.summary}: {'; '.join(exc.findings)}")
     return report
+
+
+@dataclass(frozen=True, slots=True)
+class RolledBack:
+    """What :meth:`CharterDesk.rollback` put back in force, and the version it replaced."""
+
+    charter: Charter
+    previous: int
 
 
 class CharterDesk:
@@ -156,7 +165,8 @@ class CharterDesk:
                 f"version {charter.version} cannot be applied",
                 hint="every change is a new, higher version signed again by both parties",
             )
-        return latest.version if latest.status == "active" else None
+        current = uow.charters.current(charter.charter)  # after a rollback, not the latest
+        return current.version if current.status == "active" else None
 
     def all(self) -> list[CharterRecord]:
         with self._ws.store.unit_of_work(read_only=True) as uow:
@@ -165,7 +175,7 @@ class CharterDesk:
     def get(self, charter_id: str, version: int | None = None) -> tuple[CharterRecord, Charter]:
         with self._ws.store.unit_of_work(read_only=True) as uow:
             record = (
-                uow.charters.latest(charter_id)
+                uow.charters.current(charter_id)
                 if version is None
                 else uow.charters.get(charter_id, version)
             )
@@ -192,6 +202,69 @@ class CharterDesk:
                 hint="the database was changed outside modelpact; restore it from a backup",
             )
         return charter
+
+    def rollback(
+        self, charter_id: str, *, to_version: int, reason: str, actor: str = "owner"
+    ) -> RolledBack:
+        """Put ``to_version``, applied and superseded before, back in force; the version in
+        force now is superseded.  Both parties signed ``to_version`` when it was applied, so
+        nobody signs again; the log records who rolled back, from which version and why.
+
+        Sessions carry on under the reinstated version if it still lists their purpose
+        (as after an amendment).  A later amendment still needs a version above every
+        version applied so far.
+        """
+        ws = self._ws
+        reason = reason.strip()
+        if not reason:
+            raise InvalidInput("say why the charter is rolled back (--reason)")
+        now = ws.clock()
+        with ws.store.unit_of_work() as uow:
+            try:
+                current = uow.charters.current(charter_id)
+            except NotFound:
+                raise NotFound(
+                    f"no charter {charter_id}", hint="see 'modelpact charter list'"
+                ) from None
+            if current.status != "active":
+                raise InvalidInput(
+                    f"{charter_id} has no version in force ({charter_id}@v{current.version} "
+                    f"is {current.status}); nothing to roll back"
+                )
+            if to_version == current.version:
+                raise InvalidInput(f"{charter_id}@v{to_version} is already in force")
+            try:
+                target = uow.charters.get(charter_id, to_version)
+            except NotFound:
+                raise NotFound(
+                    f"{charter_id} has no version {to_version}",
+                    hint=f"see 'modelpact charter show {charter_id}'",
+                ) from None
+            if target.status != "superseded":
+                raise InvalidInput(
+                    f"{charter_id}@v{to_version} is {target.status}; it cannot be put back in force"
+                )
+            charter = self.trusted(target)
+            if not charter.valid.contains(now):
+                raise Expired(
+                    f"{charter.ref} is not valid now ({now.isoformat(timespec='seconds')})",
+                    hint="its validity window is closed or not yet open",
+                )
+            for grant in charter.grants:
+                uow.models.get_model(grant.model)  # models are never removed; checked anyway
+            uow.charters.set_status(charter_id, current.version, "superseded")
+            uow.charters.set_status(charter_id, to_version, "active")
+            record_event(
+                ws,
+                uow,
+                actor=actor,
+                kind="charter.rollback",
+                subject=charter.ref,
+                digest=target.digest,
+                previous=current.version,
+                reason=reason[:500],
+            )
+        return RolledBack(charter, current.version)
 
     def diff(self, charter_id: str, old: int, new: int) -> tuple[str, ...]:
         return diff_charters(self.get(charter_id, old)[1], self.get(charter_id, new)[1])

@@ -178,7 +178,7 @@ class ExitDesk:
     @staticmethod
     def _latest(uow: UnitOfWork, charter_id: str) -> CharterRecord:
         try:
-            return uow.charters.latest(charter_id)
+            return uow.charters.current(charter_id)
         except NotFound:
             raise NotFound(
                 f"no charter {charter_id}", hint="see 'modelpact charter list'"

@@ -23,7 +23,7 @@ import numbers
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,22 +115,36 @@ class ModelServer:
         """The registry versions are resolved, verified and decrypted through."""
         return self._registry
 
-    def resolve(self, model: str, version: str | None, uow: UnitOfWork | None = None) -> str:
+    def resolve(
+        self,
+        model: str,
+        version: str | None,
+        uow: UnitOfWork | None = None,
+        *,
+        follows: Callable[[str], bool] | None = None,
+    ) -> str:
         """The version to run: ``version`` if registered, else the one ``model`` serves now.
 
-        Reads in ``uow`` when given.  Raises :class:`NotFound` for an unknown model or
-        version.
+        ``follows``: which versions the asker's charter pins it to or lets it follow.  When
+        no version is asked for and the served one is not among them, the most recently
+        registered one that is runs instead: a partner pinned to ``1.0.0`` keeps it after
+        ``1.1.0`` is served, and one following ``1.*`` gets the newest 1.x while ``2.0.0``
+        is served to others.  With none among them, the served version (the policy then
+        refuses it).  Reads in ``uow`` when given.  Raises :class:`NotFound` for an unknown
+        model or version.
         """
         _check_name(model, version)
         if uow is None:
             with self._ws.store.unit_of_work(read_only=True) as own:
-                return self.resolve(model, version, own)
+                return self.resolve(model, version, own, follows=follows)
         view = StateView.direct(uow) if self._cache is None else self._cache.view(uow)
         if version is None:
             served = view.model(model).served_version
             if served is None:
                 raise NotFound(f"model {model} serves no version")
-            return served
+            if follows is None or follows(served):
+                return served
+            return next((v for v in reversed(view.versions(model)) if follows(v)), served)
         view.require_version(model, version)  # raises NotFound
         return version
 

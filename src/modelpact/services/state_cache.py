@@ -53,16 +53,16 @@ _MAX_SESSIONS = 65_536
 def active_record(uow: UnitOfWork, charter_id: str, partner_id: str) -> CharterRecord | None:
     """The charter's active version if it is ``partner_id``'s; None otherwise.
 
-    Applying a version supersedes the one before, so an active version is always
-    the latest: one indexed read.
+    Applying a version supersedes the active one and a rollback swaps two, so a charter
+    has at most one active version: one indexed read.
     """
     try:
-        latest = uow.charters.latest(charter_id)
+        current = uow.charters.current(charter_id)
     except NotFound:
         return None
-    if latest.status != "active" or latest.partner_id != partner_id:
+    if current.status != "active" or current.partner_id != partner_id:
         return None
-    return latest
+    return current
 
 
 class CacheMiss(Exception):  # not a ModelpactError: a signal to read for real, never shown
@@ -108,6 +108,7 @@ class _Snapshot:
         "partners",
         "protections",
         "sessions",
+        "version_lists",
         "versions",
     )
 
@@ -119,6 +120,7 @@ class _Snapshot:
         self.charters: tuple[CharterRecord, ...] | None = None
         self.models: dict[str, ModelRecord] = {}
         self.versions: set[tuple[str, str]] = set()
+        self.version_lists: dict[str, tuple[str, ...]] = {}
         self.sessions: OrderedDict[bytes, SessionRecord] = OrderedDict()
         self.protections: dict[tuple[str, str, str], ProtectionRecord | None] = {}
 
@@ -205,6 +207,21 @@ class StateView:
         self._uow.models.get_version(model, version)
         if snap is not None:
             snap.versions.add(key)
+
+    def versions(self, model: str) -> tuple[str, ...]:
+        """``model``'s registered versions, oldest registration first; :class:`NotFound`
+        if there is no such model.  Registering a version moves the counter."""
+        snap = self._snapshot
+        if snap is not None:
+            found = snap.version_lists.get(model)
+            if found is not None:
+                return found
+        listed = tuple(record.version for record in self._uow.models.list_versions(model))
+        if snap is not None:
+            with snap.lock:
+                if len(snap.version_lists) < _MAX_SESSIONS:  # names come from grants
+                    snap.version_lists[model] = listed
+        return listed
 
     def protection(self, partner: str, charter: str, model: str) -> ProtectionRecord | None:
         """The extraction monitor's response in force, or None.  Absence is kept too:

@@ -271,6 +271,24 @@ class SqlCharterRepository:
             raise NotFound(f"charter {charter_id!r} does not exist")
         return CharterRecord(**row._mapping)
 
+    def current(self, charter_id: str) -> CharterRecord:
+        row = self._session.execute(
+            sa.select(charters)
+            .where(charters.c.charter_id == charter_id)
+            .order_by(
+                sa.case(
+                    (charters.c.status == "active", 0),
+                    (charters.c.status == "terminated", 1),
+                    else_=2,
+                ),
+                charters.c.version.desc(),
+            )
+            .limit(1)
+        ).first()
+        if row is None:
+            raise NotFound(f"charter {charter_id!r} does not exist")
+        return CharterRecord(**row._mapping)
+
     def list(self, *, partner_id: str | None = None) -> builtins.list[CharterRecord]:
         query = sa.select(charters).order_by(
             self._session.by_code_point(charters.c.charter_id), charters.c.version

@@ -132,6 +132,11 @@ class CharterRepository(Protocol):
         """The highest version of the charter, whatever its status; ``NotFound`` if none."""
         ...
 
+    def current(self, charter_id: str) -> CharterRecord:
+        """The version in force: the active one (a rollback can make an earlier version
+        active again), else the terminated one, else the highest; ``NotFound`` if none."""
+        ...
+
     def list(self, *, partner_id: str | None = None) -> builtins.list[CharterRecord]:
         """Every version of every charter (or of one partner's), by charter id then version."""
         ...
