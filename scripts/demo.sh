@@ -94,6 +94,10 @@ $MP redteam --charter northwind-acme-screening --model cancer-screen --data "$WO
 $MP redteam --charter northwind-acme-screening --model digits --data "$WORK/digits-holdout.csv" \
   --attack adaptive --budget 600 --out "$WORK/redteam-digits"
 
+step "Owner rotates the key-encryption key: every data key re-wrapped, the models still verify"
+$MP keys rotate-kek
+$MP model verify cancer-screen
+
 step "The partnership ends: owner terminates the charter (sessions revoked, acme's data key destroyed)"
 $MP charter terminate northwind-acme-screening --reason "pilot complete" --out "$WORK/exit-report.json"
 

@@ -20,6 +20,7 @@ Every failure a caller must tell apart has its own type; interfaces catch only
      │    └── LogInconsistent    two checkpoints that cannot both be true (fork, rollback)
      ├── ServerError             the gateway failed or answered nonsense (seen by the SDK)
      ├── InsecureKeyFile         a private key or secret readable by others
+     ├── KeyExhausted            a key made as many encryptions as it safely may (rotate it)
      └── StorageUnavailable      the database or artifact store cannot be used
           └── AuditUnavailable   the audit log cannot make an entry durable (fail closed)
 """
@@ -37,6 +38,7 @@ __all__ = [
     "Expired",
     "InsecureKeyFile",
     "InvalidInput",
+    "KeyExhausted",
     "LogInconsistent",
     "ModelRejected",
     "ModelUnavailable",
@@ -187,6 +189,12 @@ class ServerError(ModelpactError):
 
 class InsecureKeyFile(ModelpactError):
     """A private key or secret file that others could read."""
+
+
+class KeyExhausted(ModelpactError):
+    """A key has made as many encryptions as it safely may: it must be replaced first."""
+
+    default_hint = "rotate the key-encryption key with: modelpact keys rotate-kek"
 
 
 class ModelUnavailable(ModelpactError):

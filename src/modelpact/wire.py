@@ -23,6 +23,7 @@ __all__ = [
     "ATTESTATION_TYPE",
     "CIPHERTEXTS_MEDIA_TYPE",
     "NONCE_PATTERN",
+    "PARTNER_KEY_ROTATION_TYPE",
     "PROBLEM_BASE",
     "SESSION_MESSAGE_TYPE",
     "AttestationDocument",
@@ -34,7 +35,11 @@ __all__ = [
     "ConsistencyProof",
     "EncryptedPredictResponse",
     "EncryptionContext",
+    "HandoverChain",
+    "HandoverEvidence",
     "InclusionProof",
+    "PartnerKeyRotated",
+    "PartnerKeyRotation",
     "PredictRequest",
     "PredictResponse",
     "PrivacyBudget",
@@ -47,6 +52,7 @@ __all__ = [
     "attestation_message",
     "instant",
     "pack_ciphertexts",
+    "partner_key_rotation_message",
     "session_message",
     "unpack_ciphertexts",
 ]
@@ -219,6 +225,51 @@ class ConsistencyProof(_Wire):
     proof: list[B64]
 
 
+class HandoverEvidence(_Wire):
+    """One owner-key handover as the log holds it, and its inclusion proof."""
+
+    index: int = Field(ge=0, description="the handover's log index")
+    entry: str = Field(
+        max_length=8192, pattern=r"^[A-Za-z0-9+/=]+$", description="base64 of its stored bytes"
+    )
+    proof: list[B64] = Field(max_length=64)
+
+
+class HandoverChain(_Wire):
+    """Every owner-key handover of the log, proved against ``checkpoint`` (a signed note)."""
+
+    checkpoint: str
+    handovers: list[HandoverEvidence] = Field(max_length=1000)
+
+
+PARTNER_KEY_ROTATION_TYPE = "modelpact-partner-key-rotation/v1"
+#: Domain separation for a partner's key rotation: no other signed message starts so.
+_ROTATION_PREFIX = b"modelpact partner-key rotation v1\n"
+PublicKeyText = Annotated[str, Field(pattern=r"^ed25519:[A-Za-z0-9+/]{43}=$")]
+
+
+class PartnerKeyRotation(_Wire):
+    """A partner moving to ``new_key``, signed by its enrolled key AND by the new key
+    over :func:`partner_key_rotation_message` (with a fresh gateway challenge)."""
+
+    partner: Slug
+    old_key: PublicKeyText
+    new_key: PublicKeyText
+    nonce: B64
+    signed_at: AwareDatetime
+    old_signature: B64
+    new_signature: B64
+
+
+class PartnerKeyRotated(_Wire):
+    """The gateway's answer: the key now enrolled, what was revoked, where it is logged."""
+
+    partner: str
+    key: str
+    sessions_revoked: int
+    entry: int
+
+
 class Problem(_Wire):
     """RFC 9457 problem details."""
 
@@ -303,6 +354,22 @@ def session_message(
         "signed_at": _instant(signed_at),
     }
     return canonical_json(document)
+
+
+def partner_key_rotation_message(
+    *, audience: str, partner: str, old_key: str, new_key: str, nonce: str, signed_at: datetime
+) -> bytes:
+    """The exact bytes both of a partner's keys sign to rotate (and the gateway verifies)."""
+    document: dict[str, str] = {
+        "type": PARTNER_KEY_ROTATION_TYPE,
+        "audience": audience,
+        "partner": partner,
+        "old_key": old_key,
+        "new_key": new_key,
+        "nonce": nonce,
+        "signed_at": _instant(signed_at),
+    }
+    return _ROTATION_PREFIX + canonical_json(document)
 
 
 def _instant(value: datetime) -> str:

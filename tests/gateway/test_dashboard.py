@@ -5,6 +5,7 @@ sees what, the numbers, and the review's actions.  In a real browser: tests/dash
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -16,7 +17,7 @@ from modelpact.crypto import SigningKey
 from modelpact.dashboard.access import Viewer, make_link
 from modelpact.errors import QuotaExhausted
 from modelpact.services import CharterDesk, PartnerDirectory, Workspace
-from tests.gateway.conftest import MODEL, charter_for, client, entries, run
+from tests.gateway.conftest import MODEL, Clock, charter_for, client, entries, run
 
 ROWS = load_breast_cancer().data[:5].tolist()
 
@@ -155,5 +156,39 @@ def test_limits_show_as_429s_apart_from_denials(ws: Workspace, app: Any) -> None
             page = await web.get("/dashboard/partners/acme")
             assert 'id="total-limited">1<' in page.text and 'id="total-denied">0<' in page.text
             assert 'id="rate-northwind-acme"' in page.text
+
+    run(scenario())
+
+
+def test_charters_expiring_soon_are_flagged_for_the_owner_and_their_partner(
+    ws: Workspace, app: Any, clock: Clock
+) -> None:
+    later = (clock.now + timedelta(days=90)).isoformat()
+    CharterDesk(ws).apply(charter_for(ws, "globex", version=2, valid__until=later), source="g")
+
+    async def scenario() -> None:
+        async with browser(app) as web:
+            owner = make_link(ws.owner_key(), Viewer("owner"))
+            await web.get(f"/dashboard/signin?link={owner}")
+            calm = await web.get("/dashboard")
+            assert 'id="expiring"' not in calm.text  # 30 days left: nothing to say yet
+            clock.advance(days=20)  # acme: 10 days left; globex (v2): 70
+            home = await web.get("/dashboard")
+            assert home.status_code == 200
+            banner = home.text.split('id="expiring"')[1].split("</aside>")[0]
+            assert "1 charter expiring within 14 days" in banner
+            assert "northwind-acme v1" in banner and "globex" not in banner
+            assert 'class="badge warning">expiring<' in home.text
+            acme_page = await web.get("/dashboard/partners/acme")
+            assert 'id="expiring"' in acme_page.text and "agree a new version" in acme_page.text
+            globex_page = await web.get("/dashboard/partners/globex")
+            assert 'id="expiring"' not in globex_page.text
+        async with browser(app) as web:  # the partner sees its own warning
+            partner = make_link(ws.owner_key(), Viewer("partner", "acme"))
+            await web.get(f"/dashboard/signin?link={partner}")
+            own = await web.get("/dashboard/partners/acme")
+            banner = own.text.split('id="expiring"')[1].split("</aside>")[0]
+            assert "northwind-acme v1 expires" in banner and "(10 days left)" in banner
+            assert "ask the owner for a new version" in banner
 
     run(scenario())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -121,7 +123,9 @@ def test_the_multiclass_tilt_moves_unusual_rows_and_hardly_natural_ones() -> Non
     from sklearn.datasets import load_digits
 
     digits = load_digits().data
-    summary, key = TrainingSummary.fit(digits), PrfKey.generate()
+    # A fixed key: with a random one, about one run in 30 marks no row the tilt leaves alone,
+    # and the keyed-alternative branch below would go unchecked.
+    summary, key = TrainingSummary.fit(digits), PrfKey(hashlib.sha256(b"k0").digest())
     mark = Watermark.served(key, "d@1", classes=10, summary=summary)
     assert (mark.tilt, mark.rate) == (MC_TILT, TILTED_RATE)
     u = mark.tilt_matrix()

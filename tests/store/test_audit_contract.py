@@ -900,3 +900,28 @@ def test_downgrade_from_0004_recreates_audit_nodes_as_0002_made_it(store_url: st
 
     _migrate(store_url, "0003", down=True)
     assert _table_schema(store_url, "audit_nodes") == made_by_0002
+
+
+# --- retention --------------------------------------------------------------------------
+
+
+def test_prune_replaces_payloads_and_keeps_every_hash(store: SqlStore) -> None:
+    append(store, 6)
+    with store.unit_of_work() as work:
+        assert work.audit.prune({4: b'{"type":"pruned"}', 1: b'{"type":"pruned"}'}) == 2
+        assert work.audit.prune({}) == 0
+    with store.unit_of_work() as work:
+        stored = work.audit.entries(0, 6)
+        assert [r.idx for r in stored if r.entry == b'{"type":"pruned"}'] == [1, 4]
+        assert [r.entry for r in stored if r.idx not in (1, 4)] == [
+            canonical(i) for i in (0, 2, 3, 5)
+        ]
+        assert [r.leaf_hash for r in stored] == [record(i).leaf_hash for i in range(6)]
+        assert [r.appended_at for r in stored] == [T0] * 6
+        assert work.audit.nodes(all_nodes(6).keys()) == all_nodes(6)
+    with pytest.raises(NotFound, match="no entry 6"), store.unit_of_work() as work:
+        work.audit.prune({2: b"gone", 6: b"gone"})
+    with store.unit_of_work() as work:
+        assert work.audit.entry(2) == record(2)  # nothing of the refused call was written
+        with pytest.raises(InvalidInput):
+            work.audit.prune({3: b""})

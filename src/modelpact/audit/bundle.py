@@ -7,6 +7,13 @@ the owner's public key; it recomputes every leaf and every checkpointed root
 from the entries and names each problem precisely: which entry changed, which
 is missing or out of place, which checkpoint does not match or is not signed,
 and which two checkpoints of one size disagree.
+
+An entry whose retention period ended holds a
+:class:`~modelpact.audit.entries.PrunedEntry` marker instead of its payload: its
+recorded leaf hash goes into the roots like any other (so a wrong one still breaks
+the signed checkpoints), it is counted as pruned rather than changed, and it must be
+explained by a ``log.prune`` entry the export holds, later in the log, whose range
+covers it.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelpact.audit.checkpoint import Checkpoint, open_checkpoint
-from modelpact.audit.entries import decode_entry
+from modelpact.audit.entries import PRUNE_ACTION, AdminEntry, PrunedEntry, decode_entry
 from modelpact.audit.tree import Frontier, leaf_hash, verify_consistency
 from modelpact.crypto import VerifyKey, canonical_json, constant_time_equal
 from modelpact.errors import InvalidInput, ModelpactError
@@ -68,11 +75,40 @@ class ExportReport:
 
     entries: int = 0
     checkpoints: int = 0
+    pruned: int = 0  # entries whose payload retention removed (their leaf hashes checked)
     problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+def _unexplained(pruned: dict[int, PrunedEntry], prunes: dict[int, AdminEntry]) -> list[str]:
+    """Every pruned entry must point at a later ``log.prune`` entry whose range covers it,
+    and each ``log.prune`` entry must account for exactly the entries pointing at it."""
+    problems = []
+    counted: dict[int, int] = {}
+    for index, marker in sorted(pruned.items()):
+        prune = prunes.get(marker.prune)
+        first, last = (None, None) if prune is None else (
+            prune.detail.get("first"), prune.detail.get("last"))  # fmt: skip
+        if (
+            prune is None
+            or marker.prune <= index
+            or not isinstance(first, int)
+            or not isinstance(last, int)
+            or not first <= index <= last
+        ):
+            problems.append(
+                f"entry {index} is pruned, but no log.prune entry at {marker.prune} covers it"
+            )
+            continue
+        counted[marker.prune] = counted.get(marker.prune, 0) + 1
+    for at, prune in sorted(prunes.items()):
+        said = prune.detail.get("entries")
+        if counted.get(at, 0) > (said if isinstance(said, int) else 0):
+            problems.append(f"more entries point at log.prune entry {at} than it says it pruned")
+    return problems
 
 
 def _decode_b64(value: Any, what: str) -> bytes:
@@ -107,8 +143,11 @@ def verify_export(text: str, key: VerifyKey) -> ExportReport:
     if document.get("public_key") != key.encode():
         problems.append("the export names another public key than the one given to verify it")
 
-    # Entries: in order, gap-free, each hashing to its recorded leaf, each a known schema.
+    # Entries: in order, gap-free, each hashing to its recorded leaf, each a known schema;
+    # or pruned, each explained by a log.prune entry that the log kept.
     leaves: list[bytes] = []
+    pruned: dict[int, PrunedEntry] = {}
+    prunes: dict[int, AdminEntry] = {}
     for position, item in enumerate(document.get("entries") or []):
         index_value = item.get("index") if isinstance(item, dict) else None
         if type(index_value) is not int:
@@ -130,14 +169,23 @@ def verify_export(text: str, key: VerifyKey) -> ExportReport:
             leaves.append(_UNREADABLE)
             continue
         leaf = leaf_hash(blob)
-        if not constant_time_equal(leaf, recorded):
-            problems.append(f"entry {index} was changed: its content no longer hashes to its leaf")
         try:
-            decode_entry(blob)
+            decoded = decode_entry(blob)
         except ModelpactError as exc:
             problems.append(f"entry {index}: {exc.summary}")
+            decoded = None
+        if isinstance(decoded, PrunedEntry) and not constant_time_equal(leaf, recorded):
+            # Its payload is gone; the recorded leaf still goes into every root below.
+            pruned[index] = decoded
+            leaf = recorded
+        elif not constant_time_equal(leaf, recorded):
+            problems.append(f"entry {index} was changed: its content no longer hashes to its leaf")
+        elif isinstance(decoded, AdminEntry) and decoded.action == PRUNE_ACTION:
+            prunes[index] = decoded
         leaves.append(leaf)
     report.entries = len(leaves)
+    report.pruned = len(pruned)
+    problems.extend(_unexplained(pruned, prunes))
 
     # Checkpoints: signed by the key, sizes never shrinking, roots recomputed from the leaves.
     notes = document.get("checkpoints") or []

@@ -37,6 +37,7 @@ from modelpact.crypto import canonical_json
 from modelpact.errors import InvalidInput, Tampered
 
 __all__ = [
+    "PRUNE_ACTION",
     "AccessEntry",
     "AdminEntry",
     "AuditEntry",
@@ -44,11 +45,14 @@ __all__ = [
     "ExportEntry",
     "IncidentEntry",
     "OutputEntry",
+    "PrunedEntry",
     "SessionEntry",
     "decode_entry",
     "encode_entry",
 ]
 
+#: The admin entry that says which entries were pruned, and why.
+PRUNE_ACTION = "log.prune"
 #: ``sha256:<64 lower-case hex>``: the only way content appears in the log.
 Digest = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
@@ -184,6 +188,25 @@ class SessionEntry(_Entry):
     type: Literal["session"] = "session"
 
 
+class PrunedEntry(_Entry):
+    """What stands where an entry was once the retention period of its charter ended.
+
+    The log keeps the entry's leaf hash (so the tree, every checkpoint and every other
+    entry's proof are unchanged) and replaces its payload with this marker: ``actor``
+    and ``charter`` as the entry named them, ``prune`` the index of the ``log.prune``
+    entry that says why and how many, ``time`` when it was pruned.  Its bytes do not
+    hash to the leaf: a verifier counts it as pruned (see :mod:`modelpact.audit.bundle`),
+    never as changed.  It is written only by :func:`modelpact.audit.log.prune_within`.
+    """
+
+    actor: Name
+    charter: Name
+    prune: Count = Field(description="log index of the log.prune entry")
+    schema_: Literal["pruned/v1"] = Field(default="pruned/v1", alias="schema")
+    time: AwareDatetime
+    type: Literal["pruned"] = "pruned"
+
+
 ENTRY_TYPES: tuple[type[BaseModel], ...] = (
     AdminEntry,
     AccessEntry,
@@ -191,9 +214,16 @@ ENTRY_TYPES: tuple[type[BaseModel], ...] = (
     ExportEntry,
     IncidentEntry,
     SessionEntry,
+    PrunedEntry,
 )
 AuditEntry = Annotated[
-    AdminEntry | AccessEntry | OutputEntry | ExportEntry | IncidentEntry | SessionEntry,
+    AdminEntry
+    | AccessEntry
+    | OutputEntry
+    | ExportEntry
+    | IncidentEntry
+    | SessionEntry
+    | PrunedEntry,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[AuditEntry] = TypeAdapter(AuditEntry)

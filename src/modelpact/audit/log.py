@@ -23,14 +23,20 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from modelpact.audit.checkpoint import Checkpoint, sign_checkpoint
-from modelpact.audit.entries import AuditEntry, encode_entry
+from modelpact.audit.entries import (
+    PRUNE_ACTION,
+    AdminEntry,
+    AuditEntry,
+    PrunedEntry,
+    encode_entry,
+)
 from modelpact.audit.tree import (
     Frontier,
     NodeReader,
@@ -43,7 +49,7 @@ from modelpact.crypto import SigningKey
 from modelpact.errors import AlreadyExists, AuditUnavailable, InvalidInput, LogInconsistent
 from modelpact.store import AuditAppender, AuditEntryRecord, CheckpointRecord, Store, UnitOfWork
 
-__all__ = ["AuditLog", "Receipt", "append_within", "issue_checkpoint"]
+__all__ = ["AuditLog", "Receipt", "append_within", "issue_checkpoint", "prune_within"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,17 +95,70 @@ def append_within(
     return receipts
 
 
+def prune_within(
+    uow: UnitOfWork,
+    victims: Mapping[int, tuple[str, str]],
+    *,
+    actor: str,
+    subject: str,
+    now: datetime,
+    **detail: str | int | bool | None,
+) -> Receipt:
+    """Prune entries in the caller's transaction: a ``log.prune`` entry first (``subject``,
+    how many entries, the first and last index, ``detail``), then each entry of
+    ``victims`` (index -> the actor and charter it named) replaced by a
+    :class:`~modelpact.audit.entries.PrunedEntry` pointing at it.
+
+    Leaf hashes, nodes and checkpoints are untouched, so every root and proof still
+    verifies; only the payloads are gone.  ``InvalidInput`` for an index that is not an
+    existing entry before the ``log.prune`` entry.
+    """
+    if not victims:
+        raise InvalidInput("nothing to prune")
+    uow.audit.lock_for_append()
+    size = uow.audit.size()
+    for index in victims:
+        if not 0 <= index < size:
+            raise InvalidInput(f"cannot prune audit entry {index}: the log holds {size}")
+    indexes = sorted(victims)
+    entry = AdminEntry(
+        time=now,
+        actor=actor,
+        subject=subject,
+        action=PRUNE_ACTION,
+        detail={
+            **detail,
+            "entries": len(indexes),
+            "first": indexes[0],
+            "last": indexes[-1],
+        },
+    )
+    (receipt,) = append_within(uow, [entry], now=now)
+    markers = {
+        index: encode_entry(PrunedEntry(actor=who, charter=charter, prune=receipt.index, time=now))
+        for index, (who, charter) in victims.items()
+    }
+    uow.audit.prune(markers)
+    return receipt
+
+
 def issue_checkpoint(
-    store: Store, *, key: SigningKey, origin: str, now: datetime
+    store: Store, *, key: SigningKey | Callable[[], SigningKey], origin: str, now: datetime
 ) -> CheckpointRecord:
-    """Sign and store a checkpoint for the log's current size, or return the one that exists."""
+    """Sign and store a checkpoint for the log's current size, or return the one that exists.
+
+    ``key``: the signing key, or what gives it once the size is read (a process that
+    outlives an owner-key handover asks then, so the key it gets is never one that had
+    handed over before that size).
+    """
     with store.unit_of_work() as uow:
         size = uow.audit.size()
         latest = uow.audit.latest_checkpoint()
         if latest is not None and latest.size == size:
             return latest
         root = tree_root(size, uow.audit)
-        note = sign_checkpoint(Checkpoint(origin=origin, size=size, root=root), key, name=origin)
+        signer = key if isinstance(key, SigningKey) else key()
+        note = sign_checkpoint(Checkpoint(origin=origin, size=size, root=root), signer, name=origin)
         record = CheckpointRecord(size=size, root=root, note=note, issued_at=now)
         try:
             uow.audit.add_checkpoint(record)
@@ -163,9 +222,9 @@ class AuditLog:
     ``append`` blocks until the entry is durable and returns its receipt; it is
     safe to call from many threads at once.  Coroutines ``await
     append_async``, which costs the event loop one wake-up per batch instead of
-    one thread switch per entry.  Checkpoints are signed by ``key`` under
-    ``origin`` and issued at least every ``checkpoint_interval`` seconds while
-    entries arrive, and on demand.
+    one thread switch per entry.  Checkpoints are signed by ``key`` (or the key it gives
+    when called, see :func:`issue_checkpoint`) under ``origin`` and issued at least every
+    ``checkpoint_interval`` seconds while entries arrive, and on demand.
     """
 
     #: The longest a batch waits for writers expected back from the previous one (seconds).
@@ -175,7 +234,7 @@ class AuditLog:
         self,
         store: Store,
         *,
-        key: SigningKey,
+        key: SigningKey | Callable[[], SigningKey],
         origin: str,
         clock: Callable[[], datetime],
         max_batch: int = 1024,

@@ -60,14 +60,25 @@ def export(
 @app.command("verify")
 def verify(
     file: Annotated[Path, typer.Argument(help="An export made by 'modelpact audit export'.")],
-    public_key: Annotated[str, typer.Option(help="The owner's key, ed25519:<base64>.")],
+    public_key: Annotated[
+        str,
+        typer.Option(
+            help="The owner's key you trust, ed25519:<base64>; a key it handed over to is "
+            "followed (docs/handover.md)."
+        ),
+    ],
 ) -> None:
-    """(Anyone, offline) Check every entry hash, the tree, every signature and consistency."""
-    from modelpact.audit.bundle import verify_export
+    """(Anyone, offline) Check every entry hash, the tree, every signature and consistency.
+
+    Owner-key handovers recorded in the log are followed from the key given: each must be
+    signed by the key in force and by its successor, and each checkpoint by the key in
+    force for its size.
+    """
+    from modelpact.audit.handover_export import verify_export_following
     from modelpact.crypto import VerifyKey
     from modelpact.errors import Tampered
 
-    report = verify_export(
+    report = verify_export_following(
         read_text(file, what="audit export", limit=MAX_EXPORT), VerifyKey.decode(public_key)
     )
     console = out()
@@ -77,7 +88,13 @@ def verify(
         raise Tampered(
             f"{file}: {len(report.problems)} problem(s) found; the log cannot be trusted"
         )
+    pruned = (
+        f" ({report.pruned} pruned at the end of their retention: payload gone, leaf hash "
+        "checked, each explained by a log.prune entry)"
+        if report.pruned
+        else ""
+    )
     console.print(
-        f"{file}: OK — {report.entries} entries, {report.checkpoints} signed checkpoints, "
-        "every hash, signature and consistency proof checks"
+        f"{file}: OK — {report.entries} entries{pruned}, {report.checkpoints} signed "
+        "checkpoints, every hash, signature and consistency proof checks"
     )

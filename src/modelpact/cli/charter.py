@@ -13,9 +13,10 @@ import typer
 from rich.table import Table
 
 from modelpact.cli.terminal import open_ws, out, read_text, replace_durably, write_text_atomic
-from modelpact.errors import CharterInvalid, InvalidInput, Tampered
+from modelpact.errors import CharterInvalid, InvalidInput, ModelpactError, Tampered
 
 if TYPE_CHECKING:
+    from modelpact.audit.handover import KeyChain
     from modelpact.crypto import VerifyKey
 
 __all__ = ["EXIT_REPORT_FORMAT", "EXIT_REPORT_PREFIX", "app", "verify_exit_report"]
@@ -237,6 +238,78 @@ def terminate(
     console.print(f"  modelpact charter verify-exit {target} --owner-key {key}")
 
 
+@app.command("expire")
+def expire(
+    ctx: typer.Context,
+    warn_days: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--warn-days",
+            metavar="DAYS",
+            min=1,
+            max=3650,
+            help="Warn this many days before a window closes (repeatable; default 14 and 1).",
+        ),
+    ] = None,
+    webhook_ca: Annotated[
+        Path | None,
+        typer.Option(help="CA certificate(s), PEM, the webhooks' servers chain to."),
+    ] = None,
+) -> None:
+    """(Owner) The expiry sweep, by hand or from cron (`serve` runs it every minute): end
+    charters whose window closed (reports in the workspace's exits/), warn ahead of expiry
+    (log entry and webhook, once each), and end retention (prune the log, destroy keys)."""
+    import functools
+
+    from modelpact.services.expiry import DEFAULT_WARNINGS, ExpirySweep
+    from modelpact.services.webhooks import Notifier
+
+    if webhook_ca is not None and not webhook_ca.is_file():
+        raise InvalidInput(f"--webhook-ca {webhook_ca} is not a file")
+    with open_ws(ctx) as ws:
+        notifier = Notifier(ws.owner_key(), ca=webhook_ca)
+        try:
+            write = functools.partial(replace_durably, mode=0o644)  # handed to the partner
+            sweep = ExpirySweep(
+                ws, write=write, warnings=warn_days or DEFAULT_WARNINGS, notifier=notifier
+            ).run()
+            notifier.flush()  # the warnings' webhooks, before the process ends
+        finally:
+            notifier.close()
+        failed, last_error = notifier.stats.failed, notifier.stats.last_error
+        key = ws.owner_verify_key.encode()
+    console = out()
+    for ended in sweep.ended:
+        state = "exit completed" if ended.resumed else "expired and ended"
+        what = f"{ended.charter}@v{ended.version} ({ended.partner})"
+        console.print(f"{what}: {state}; exit report {ended.report}")
+    for warning in sweep.warned:
+        what = f"{warning.charter}@v{warning.version} ({warning.partner})"
+        sent = "; webhook sent" if warning.webhook else ""
+        when = warning.until.isoformat()
+        console.print(f"{what}: expires {when} (within {warning.days} days){sent}")
+    for end in sweep.pruned:
+        when = end.until.isoformat()
+        console.print(
+            f"{end.charter} ({end.partner}): retention ended {when}; "
+            f"{end.entries} log entries pruned"
+        )
+    for partner in sweep.watermarks:
+        console.print(f"{partner}: watermark keys and marked queries destroyed")
+    if sweep.ended:
+        console.print(f"the partner verifies a report with: modelpact charter verify-exit "
+                      f"REPORT --owner-key {key}")  # fmt: skip
+    if failed:
+        console.print(f"warning: {failed} webhook(s) could not be delivered ({last_error})")
+    if sweep.failures:
+        raise ModelpactError(
+            f"{len(sweep.failures)} problem(s): {'; '.join(sweep.failures)}",
+            hint="the rest of the sweep ran; fix these and run 'modelpact charter expire' again",
+        )
+    if sweep.idle:
+        console.print("nothing expired, expiring or past its retention")
+
+
 @app.command("verify-exit")
 def verify_exit(
     report: Annotated[Path, typer.Argument(help="An exit report from 'charter terminate'.")],
@@ -283,6 +356,29 @@ def verify_exit(
     )
 
 
+def _report_owner_keys(document: dict[str, Any], owner_key: VerifyKey) -> KeyChain:
+    """The owner keys from ``owner_key`` (the charter's) to the report's signer, through the
+    handovers the report carries, each proved in its final checkpoint (docs/handover.md)."""
+    from modelpact.client.handover import follow_owner, trivial_chain
+    from modelpact.wire import HandoverChain
+
+    try:
+        point = document["checkpoint"]
+        origin = str(point["origin"])
+        items = point.get("handovers", [])
+        proved = HandoverChain.model_validate({"checkpoint": point["note"], "handovers": items})
+    except (KeyError, TypeError, AttributeError, ValueError):
+        raise Tampered("the exit report is signed but incomplete") from None
+    if not proved.handovers:
+        return trivial_chain(owner_key, origin)
+    try:
+        return follow_owner(owner_key, proved, origin)
+    except Tampered:
+        raise
+    except ModelpactError as exc:  # a handover that does not even parse
+        raise Tampered(f"the exit report's owner-key handovers: {exc.summary}") from None
+
+
 def verify_exit_report(
     text: str,
     owner_key: VerifyKey,
@@ -298,7 +394,6 @@ def verify_exit_report(
     is in that checkpoint's log.  :class:`~modelpact.errors.Tampered` (its subclasses for
     signatures and proofs) on the first thing that does not.
     """
-    from modelpact.audit.checkpoint import open_checkpoint
     from modelpact.audit.entries import AdminEntry, decode_entry
     from modelpact.audit.tree import leaf_hash, verify_inclusion
     from modelpact.crypto import canonical_json
@@ -316,9 +411,10 @@ def verify_exit_report(
         raise Tampered(
             "not an exit report: it is not the JSON 'charter terminate' writes"
         ) from None
-    if signer != owner_key.encode():
+    chain = _report_owner_keys(document, owner_key)  # the charter's key, then its handovers
+    if signer != chain.current.encode():
         raise Tampered(f"the exit report is signed by {str(signer)[:60]}, not the owner's key")
-    owner_key.verify(signature, EXIT_REPORT_PREFIX + canonical_json(document))
+    chain.current.verify(signature, EXIT_REPORT_PREFIX + canonical_json(document))
     try:
         named = document["charter"]["id"]
         versions = {v["digest"] for v in document["charter"]["versions"]}
@@ -332,7 +428,9 @@ def verify_exit_report(
         raise Tampered(f"the exit report is for charter {str(named)[:80]}, not {charter}")
     if digests and not digests & versions:
         raise Tampered("the exit report does not name your charter's version (digest)")
-    checkpoint = open_checkpoint(point["note"], owner_key, name=origin, origin=origin)
+    if origin != chain.origin:
+        raise Tampered("the exit report's checkpoint is for another log than its handovers")
+    checkpoint = chain.open_checkpoint(point["note"])
     verify_inclusion(index, checkpoint.size, leaf_hash(entry), proof, checkpoint.root)
     terminated = decode_entry(entry)
     if (

@@ -10,7 +10,9 @@ Partner (the SDK install is enough: these import no server package):
   session closed) and saves them as a profile (:mod:`modelpact.cli.partner_profile`);
 - ``predict`` scores a CSV in batches, keeps every receipt, and resumes after an
   interruption;
-- ``verify-receipts`` checks receipts against the owner's signed log.
+- ``verify-receipts`` checks receipts against the owner's signed log;
+- ``rotate-key`` moves the partner to a new key, proving the current one (the gateway
+  enrols it; the key file is replaced and each rotation recorded beside it).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from modelpact.cli.terminal import open_ws, out, read_text
+from modelpact.cli.terminal import open_ws, out, read_text, replace_durably
 from modelpact.errors import (
     InvalidInput,
     ModelpactError,
@@ -179,13 +181,36 @@ def _signed_charter(path: Path) -> SignedCharter:
     return signed
 
 
+def _rotations_path(key_path: Path) -> Path:
+    return key_path.with_name(key_path.name + ".rotations.json")
+
+
+def _rotations(key_path: Path) -> list[dict[str, object]]:
+    """The rotations 'partner rotate-key' recorded beside the key, oldest first."""
+    path = _rotations_path(key_path)
+    if not path.exists():
+        return []
+    try:
+        records = json.loads(read_text(path, what="key rotation record"))
+    except ValueError:
+        raise InvalidInput(f"{path} is not the JSON 'partner rotate-key' writes") from None
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise InvalidInput(f"{path} is not the JSON 'partner rotate-key' writes")
+    return records
+
+
 def _partner_key(path: Path, signed: SignedCharter) -> SigningKey:
-    """The partner's key, refused unless it is the key the charter names for the partner."""
+    """The partner's key, refused unless it is the key the charter names for the partner,
+    or the key that one was rotated to ('partner rotate-key' records each rotation)."""
     from modelpact.crypto import SigningKey
 
     key = SigningKey.load(path)
     expected = signed.charter.partner.verify_key
-    if key.verify_key != expected:
+    reached = expected.encode()
+    for record in _rotations(path):
+        if record.get("partner") == signed.charter.partner.id and record.get("old_key") == reached:
+            reached = str(record.get("new_key"))
+    if key.verify_key != expected and key.verify_key.encode() != reached:
         raise InvalidInput(
             f"{path} is not the partner key of {signed.charter.ref}: it holds "
             f"{key.verify_key.encode()}, the charter names {expected.encode()}",
@@ -348,6 +373,134 @@ def session(
     )
     console.print(f"log {origin}: checkpoint of size {checkpoint.size} kept in {witness_path}")
     console.print(f"profile -> {profile}")
+
+
+@app.command("rotate-key")
+def rotate_key(
+    ctx: typer.Context,
+    partner_id: Annotated[
+        str | None,
+        typer.Argument(metavar="[ID]", help="(Owner) The partner whose statement to apply."),
+    ] = None,
+    statement: Annotated[
+        Path | None,
+        typer.Option(help="(Owner) A statement the partner wrote with --statement-out."),
+    ] = None,
+    statement_out: Annotated[
+        Path | None,
+        typer.Option(help="(Partner, offline) Write the signed statement here for the owner."),
+    ] = None,
+    profile: ProfileOption = DEFAULT_PROFILE,
+) -> None:
+    """(Partner) Replace your key: the gateway enrols a new key once your current key and
+    the new one both sign the change; then the profile's key file holds the new key (0600)
+    and the old key is gone.  Your open sessions end.  Interrupted, run it again.
+
+    Offline: '--statement-out FILE' writes the change signed by both keys for the owner,
+    who applies it with 'modelpact partner rotate-key ID --statement FILE' (owner); then
+    run 'modelpact partner rotate-key' again to finish.  Charters you countersigned with
+    the old key stay valid; the next version of a charter names the new key.
+    """
+    import os
+
+    from modelpact.cli.terminal import fsync_folder
+    from modelpact.crypto import SigningKey
+    from modelpact.errors import Unauthenticated
+
+    if partner_id is not None or statement is not None:
+        _apply_rotation_statement(ctx, partner_id, statement)
+        return
+    partner = _Partner.load(profile)
+    key_path = partner.profile.key
+    next_path = key_path.with_name(key_path.name + ".next")
+    resumed = next_path.exists()
+    if resumed:
+        new = SigningKey.load(next_path)
+    else:
+        new = SigningKey.generate()
+        new.save(next_path)  # kept before the gateway knows it: a lost answer loses no key
+    old = partner.key.verify_key
+    if statement_out is not None:
+        _write_rotation_statement(partner, new, statement_out)
+        return
+    entry: int | None
+    with partner.client() as client:
+        try:
+            entry = client.rotate_key(new).entry
+        except Unauthenticated:
+            if not resumed:
+                raise
+            entry = None  # a previous run's answer was lost: does the gateway hold it?
+    if entry is None:
+        with _Partner(partner.profile, partner.signed, new).client() as check:
+            check.open_session()  # refused (raises) unless the gateway enrolled the new key
+            _close_quietly(check)
+    records = [
+        *_rotations(key_path),
+        {
+            "partner": partner.signed.charter.partner.id,
+            "old_key": old.encode(),
+            "new_key": new.verify_key.encode(),
+            "entry": entry,
+        },
+    ]
+    replace_durably(_rotations_path(key_path), (json.dumps(records, indent=1) + "\n").encode())
+    try:
+        os.replace(next_path, key_path)  # the old private key file is gone
+    except OSError as exc:
+        raise StorageUnavailable(f"cannot replace {key_path}: {exc.strerror}") from None
+    fsync_folder(key_path.parent)
+    console = out()
+    where = "" if entry is None else f" (audit entry {entry})"
+    console.print(f"the gateway enrolled your new key{where}; {key_path} now holds it")
+    console.print(new.verify_key.encode())
+
+
+def _write_rotation_statement(partner: _Partner, new: SigningKey, path: Path) -> None:
+    """The rotation signed by both keys for the offline audience, for the owner to apply."""
+    import secrets
+    from datetime import UTC, datetime
+
+    from modelpact.client.protocol import Identity
+    from modelpact.wire import Challenge
+
+    challenge = Challenge(
+        audience="modelpact-offline",  # services.partners.OFFLINE_AUDIENCE (no server import)
+        nonce=secrets.token_urlsafe(32),
+        expires_at=datetime.now(UTC),
+    )
+    identity = Identity(
+        partner=partner.signed.charter.partner.id,
+        key=partner.key,
+        charter=partner.signed.charter.charter,
+        purpose=partner.profile.purpose,
+    )
+    request = identity.rotation_request(challenge, new)
+    replace_durably(path, (request.model_dump_json(indent=1) + "\n").encode(), mode=0o644)
+    console = out()
+    console.print(f"wrote {path}: your current key and the new one both signed it")
+    console.print(
+        "give it to the owner ('modelpact partner rotate-key ID --statement FILE'), then run "
+        "'modelpact partner rotate-key' again to finish"
+    )
+    console.print(new.verify_key.encode())
+
+
+def _apply_rotation_statement(
+    ctx: typer.Context, partner_id: str | None, statement: Path | None
+) -> None:
+    from modelpact.services import PartnerDirectory
+
+    if partner_id is None or statement is None:
+        raise InvalidInput(
+            "the owner applies a partner's statement with: "
+            "modelpact partner rotate-key ID --statement FILE"
+        )
+    text = read_text(statement, what="key rotation statement")
+    with open_ws(ctx) as ws:
+        revoked = PartnerDirectory(ws).rotate_key_offline(partner_id, text)
+        record = PartnerDirectory(ws).get(partner_id)
+    out().print(f"partner {partner_id} now uses {record.public_key}; {revoked} session(s) revoked")
 
 
 @app.command("dashboard")

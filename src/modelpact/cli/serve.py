@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import ssl
 import sys
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from modelpact.cli.terminal import open_ws
+from modelpact.cli.terminal import open_ws, replace_durably
 from modelpact.errors import InvalidInput, UnsafeDeployment
 
 if TYPE_CHECKING:
@@ -80,8 +81,29 @@ def serve(
             "(default: the system's trust store)."
         ),
     ] = None,
+    sweep_interval: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            max=86_400.0,
+            help="Seconds between expiry sweeps: charters whose window closed are ended "
+            "(exit reports in exits/), expiry warnings sent, retention ended.",
+        ),
+    ] = 60.0,
+    warn_days: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--warn-days",
+            metavar="DAYS",
+            min=1,
+            max=3650,
+            help="Warn this many days before a charter's window closes: dashboard and "
+            "webhook (repeatable; default 14 and 1).",
+        ),
+    ] = None,
 ) -> None:
-    """(Owner) Serve the partner gateway: sessions, predictions, receipts, log proofs."""
+    """(Owner) Serve the partner gateway: sessions, predictions, receipts, log proofs; and,
+    in the background, the expiry sweep (see 'modelpact charter expire')."""
     import uvicorn
 
     from modelpact.gateway.app import create_app
@@ -117,12 +139,22 @@ def serve(
                 "modelpact: warning: --workers 0: decrypted models live in the gateway process",
                 file=sys.stderr,
             )
+        from modelpact.services.expiry import DEFAULT_WARNINGS, ExpirySweep, Sweeper
         from modelpact.services.webhooks import Notifier
 
         if webhook_ca is not None and not webhook_ca.is_file():
             raise InvalidInput(f"--webhook-ca {webhook_ca} is not a file")
         notifier = Notifier(ws.owner_key(), ca=webhook_ca)
-        app = create_app(ws, workers=pool, notifier=notifier)
+        sweeper = Sweeper(
+            ExpirySweep(
+                ws,
+                write=functools.partial(replace_durably, mode=0o644),  # handed to partners
+                warnings=warn_days or DEFAULT_WARNINGS,
+                notifier=notifier,
+            ),
+            interval=sweep_interval,
+        )
+        app = create_app(ws, workers=pool, notifier=notifier, sweeper=sweeper)
         scheme = "http" if plain_http else "https"
         print(f"modelpact gateway on {scheme}://{host}:{port} (Ctrl-C stops)", file=sys.stderr)
         uvicorn.run(

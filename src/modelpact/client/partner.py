@@ -33,25 +33,33 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from modelpact.audit.checkpoint import Checkpoint
-from modelpact.audit.witness import Witness
+from modelpact.audit.handover import KeyChain
 from modelpact.charter import AttestationPins, Charter
 from modelpact.client.attestation import DEFAULT_MAX_AGE, check_attestation, new_nonce
+from modelpact.client.handover import (
+    follow_owner,
+    observe_across,
+    origin_of,
+    trivial_chain,
+    witness_needs_proof,
+)
 from modelpact.client.protocol import (
     Identity,
     Prediction,
     as_rows,
     check_inclusion,
     error_from,
-    open_log_checkpoint,
     renew_due,
     unb64_list,
 )
 from modelpact.crypto import SigningKey, VerifyKey
 from modelpact.errors import (
+    AttestationFailed,
     ContextNeeded,
     InvalidInput,
     ModelpactError,
     ServerError,
+    SignatureInvalid,
     Unauthenticated,
 )
 from modelpact.wire import (
@@ -63,7 +71,9 @@ from modelpact.wire import (
     ConsistencyProof,
     EncryptedPredictResponse,
     EncryptionContext,
+    HandoverChain,
     InclusionProof,
+    PartnerKeyRotated,
     PredictRequest,
     PredictResponse,
     PrivacyBudget,
@@ -124,6 +134,7 @@ class _Base:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._identity = Identity(partner=partner, key=key, charter=charter, purpose=purpose)
         self._owner = owner_key
+        self._chain: KeyChain | None = None  # the owner keys followed from owner_key
         self._countersigned = countersigned
         self._attest = owner_key is not None if attest is None else attest
         if self._attest and owner_key is None:
@@ -155,11 +166,12 @@ class _Base:
         pins: AttestationPins | None,
         max_age: timedelta,
     ) -> AttestationDocument:
-        assert self._owner is not None
+        owner = self.owner_key_in_force
+        assert owner is not None
         return check_attestation(
             self._parse(response, SignedAttestation),
             nonce=nonce,
-            owner_key=self._owner,
+            owner_key=owner,
             charter_id=self._identity.charter,
             now=self._clock(),
             countersigned=countersigned,
@@ -182,10 +194,27 @@ class _Base:
         assert self._grant is not None
         return {"Authorization": f"Bearer {self._grant.token}"}
 
-    def _witness(self, origin: str) -> Witness | None:
-        if self._witness_path is None or self._owner is None:
-            return None
-        return Witness(self._witness_path, self._owner, origin, origin)
+    @property
+    def owner_key_in_force(self) -> VerifyKey | None:
+        """The owner key that signs now: ``owner_key``, or the key its handovers lead to."""
+        return self._owner if self._chain is None else self._chain.current
+
+    def _chain_for(self, origin: str) -> KeyChain:
+        assert self._owner is not None
+        chain = self._chain
+        if chain is None or chain.origin != origin:
+            return trivial_chain(self._owner, origin)
+        return chain
+
+    def _adopt(self, response: httpx.Response, origin: str | None) -> bool:
+        """Follow the handovers the gateway sent from the trusted key; True when that
+        changed the key in force."""
+        assert self._owner is not None
+        document: HandoverChain = self._parse(response, HandoverChain)
+        origin = origin or self._origin or origin_of(document.checkpoint)
+        before = self._chain_for(origin).current
+        self._chain = follow_owner(self._owner, document, origin)
+        return self._chain.current != before
 
     def _log_for(self, receipts: list[Receipt]) -> tuple[VerifyKey, str]:
         if self._owner is None:
@@ -366,6 +395,25 @@ class PartnerClient(_Base):
         if response.status_code >= 400 and response.status_code != 401:
             raise error_from(response)
 
+    def rotate_key(self, new_key: SigningKey) -> PartnerKeyRotated:
+        """Enrol ``new_key`` at the gateway, proving the current key with it.
+
+        The gateway revokes this partner's open sessions; this client signs with
+        ``new_key`` from here on.  Keep the old key until this returns: if the answer is
+        lost, the gateway may hold either key (try a session with each).
+        """
+        body = ChallengeRequest(partner=self._identity.partner).model_dump(mode="json")
+        challenge = self._parse(self._safe("POST", "/v1/sessions/challenge", json=body), Challenge)
+        request = self._identity.rotation_request(challenge, new_key, self._clock())
+        try:
+            response = self._http.post("/v1/partner/key", json=request.model_dump(mode="json"))
+        except httpx.TransportError as exc:
+            raise ServerError(f"cannot reach the gateway: {exc}") from None
+        result: PartnerKeyRotated = self._parse(response, PartnerKeyRotated)
+        self._identity = self._identity.with_key(new_key)
+        self._grant = None
+        return result
+
     def predict(self, model: str, rows: Any, *, version: str | None = None) -> Prediction:
         """Score ``rows`` (numpy array, pandas frame or lists) with ``model``."""
         body = PredictRequest(rows=as_rows(rows), version=version).model_dump(mode="json")
@@ -489,6 +537,11 @@ class PartnerClient(_Base):
         response = self._safe(
             "GET", "/v1/attestation", params={"nonce": nonce}, headers=self._headers()
         )
+        try:
+            return self._attested(response, nonce, countersigned, pins, max_age)
+        except AttestationFailed:  # signed by a key the owner handed over to?
+            if not self._adopt(self._safe("GET", "/v1/log/handovers"), None):
+                raise
         return self._attested(response, nonce, countersigned, pins, max_age)
 
     def checkpoint(self, *, min_size: int = 0, origin: str | None = None) -> Checkpoint:
@@ -499,14 +552,19 @@ class PartnerClient(_Base):
         document = self._parse(
             self._safe("GET", "/v1/log/checkpoint", params=params), CheckpointDocument
         )
-        checkpoint = open_log_checkpoint(document.note, owner, log_origin)
-        witness = self._witness(log_origin)
-        if witness is not None:
-            last = witness.last
+        try:
+            checkpoint = self._chain_for(log_origin).open_checkpoint(document.note)
+        except SignatureInvalid:  # signed by a key handed over to since? follow the handovers
+            if not self._adopt(self._safe("GET", "/v1/log/handovers"), log_origin):
+                raise
+            checkpoint = self._chain_for(log_origin).open_checkpoint(document.note)
+        if self._witness_path is not None:
+            chain = self._chain_for(log_origin)
+            start = witness_needs_proof(self._witness_path, chain, checkpoint)
             proof = None
-            if last is not None and 0 < last.size < checkpoint.size:
-                proof = unb64_list(self._consistency(last.size, checkpoint.size).proof)
-            witness.observe(document.note, proof)
+            if start is not None:
+                proof = unb64_list(self._consistency(start, checkpoint.size).proof)
+            observe_across(self._witness_path, chain, document.note, checkpoint, proof)
         return checkpoint
 
     def _consistency(self, old: int, new: int) -> ConsistencyProof:
@@ -644,6 +702,23 @@ class AsyncPartnerClient(_Base):
         if response.status_code >= 400 and response.status_code != 401:
             raise error_from(response)
 
+    async def rotate_key(self, new_key: SigningKey) -> PartnerKeyRotated:
+        """The asyncio twin of :meth:`PartnerClient.rotate_key`."""
+        body = ChallengeRequest(partner=self._identity.partner).model_dump(mode="json")
+        reply = await self._safe("POST", "/v1/sessions/challenge", json=body)
+        challenge = self._parse(reply, Challenge)
+        request = self._identity.rotation_request(challenge, new_key, self._clock())
+        try:
+            response = await self._http.post(
+                "/v1/partner/key", json=request.model_dump(mode="json")
+            )
+        except httpx.TransportError as exc:
+            raise ServerError(f"cannot reach the gateway: {exc}") from None
+        result: PartnerKeyRotated = self._parse(response, PartnerKeyRotated)
+        self._identity = self._identity.with_key(new_key)
+        self._grant = None
+        return result
+
     async def predict(self, model: str, rows: Any, *, version: str | None = None) -> Prediction:
         if self._broken is not None:
             raise self._broken
@@ -755,6 +830,11 @@ class AsyncPartnerClient(_Base):
         response = await self._safe(
             "GET", "/v1/attestation", params={"nonce": nonce}, headers=self._headers()
         )
+        try:
+            return self._attested(response, nonce, countersigned, pins, max_age)
+        except AttestationFailed:  # signed by a key the owner handed over to?
+            if not self._adopt(await self._safe("GET", "/v1/log/handovers"), None):
+                raise
         return self._attested(response, nonce, countersigned, pins, max_age)
 
     async def checkpoint(self, *, min_size: int = 0, origin: str | None = None) -> Checkpoint:
@@ -762,21 +842,26 @@ class AsyncPartnerClient(_Base):
         assert owner is not None
         response = await self._safe("GET", "/v1/log/checkpoint", params={"min_size": min_size})
         document = self._parse(response, CheckpointDocument)
-        checkpoint = open_log_checkpoint(document.note, owner, log_origin)
-        witness = self._witness(log_origin)
-        if witness is not None:
-            last = witness.last
+        try:
+            checkpoint = self._chain_for(log_origin).open_checkpoint(document.note)
+        except SignatureInvalid:  # signed by a key handed over to since? follow the handovers
+            if not self._adopt(await self._safe("GET", "/v1/log/handovers"), log_origin):
+                raise
+            checkpoint = self._chain_for(log_origin).open_checkpoint(document.note)
+        if self._witness_path is not None:
+            chain = self._chain_for(log_origin)
+            start = witness_needs_proof(self._witness_path, chain, checkpoint)
             proof = None
-            if last is not None and 0 < last.size < checkpoint.size:
+            if start is not None:
                 await self._ensure_session()
                 reply = await self._safe(
                     "GET",
                     "/v1/log/consistency",
-                    params={"old": last.size, "new": checkpoint.size},
+                    params={"old": start, "new": checkpoint.size},
                     headers=self._headers(),
                 )
                 proof = unb64_list(self._parse(reply, ConsistencyProof).proof)
-            witness.observe(document.note, proof)
+            observe_across(self._witness_path, chain, document.note, checkpoint, proof)
         return checkpoint
 
     async def verify_receipts(self, receipts: Iterable[Receipt]) -> Checkpoint:

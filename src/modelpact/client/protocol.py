@@ -40,10 +40,12 @@ from modelpact.wire import (
     PROBLEM_BASE,
     Challenge,
     InclusionProof,
+    PartnerKeyRotation,
     PredictResponse,
     Receipt,
     SessionGrant,
     SessionRequest,
+    partner_key_rotation_message,
     session_message,
 )
 
@@ -89,6 +91,34 @@ class Identity:
             nonce=challenge.nonce,
             signed_at=signed_at,
             signature=signature,
+        )
+
+    def with_key(self, key: SigningKey) -> Identity:
+        """The same partner, charter and purpose, signing with ``key``."""
+        return Identity(partner=self.partner, key=key, charter=self.charter, purpose=self.purpose)
+
+    def rotation_request(
+        self, challenge: Challenge, new_key: SigningKey, now: datetime | None = None
+    ) -> PartnerKeyRotation:
+        """Sign the move to ``new_key`` with the current key AND the new one (both prove)."""
+        signed_at = now or datetime.now(UTC)
+        old_text, new_text = self.key.verify_key.encode(), new_key.verify_key.encode()
+        message = partner_key_rotation_message(
+            audience=challenge.audience,
+            partner=self.partner,
+            old_key=old_text,
+            new_key=new_text,
+            nonce=challenge.nonce,
+            signed_at=signed_at,
+        )
+        return PartnerKeyRotation(
+            partner=self.partner,
+            old_key=old_text,
+            new_key=new_text,
+            nonce=challenge.nonce,
+            signed_at=signed_at,
+            old_signature=base64.b64encode(self.key.sign(message)).decode("ascii"),
+            new_signature=base64.b64encode(new_key.sign(message)).decode("ascii"),
         )
 
 

@@ -7,7 +7,8 @@ holds this):
 - identities and signatures: :class:`SigningKey`, :class:`VerifyKey`,
   :func:`canonical_json` (RFC 8785), :func:`canonical_digest`;
 - encryption at rest: :class:`KeyEncryptionKey` wraps per-artifact
-  :class:`DataKey` s, both AES-256-GCM with associated data;
+  :class:`DataKey` s, both AES-256-GCM with associated data; :class:`KeyRing` holds
+  the KEKs of a rotation; :data:`GCM_SEAL_LIMIT` bounds the seals one key may make;
 - model signatures in the OpenSSF model-signing format: :func:`sign_model`,
   :func:`verify_model`, :func:`generate_model_signing_key`;
 - digests and comparison: :func:`sha256_hex`, :func:`constant_time_equal`;
@@ -34,7 +35,7 @@ from modelpact.crypto.model_signature import (
     sign_model,
     verify_model,
 )
-from modelpact.crypto.sealing import DataKey, KeyEncryptionKey
+from modelpact.crypto.sealing import GCM_SEAL_LIMIT, DataKey, KeyEncryptionKey, KeyRing
 from modelpact.crypto.signing import SigningKey, VerifyKey, canonical_digest, canonical_json
 from modelpact.crypto.tls import (
     cert_fingerprint,
@@ -50,8 +51,10 @@ from modelpact.crypto.tls import (
 __all__ = [
     "ARTIFACT_NAME",
     "CARD_NAME",
+    "GCM_SEAL_LIMIT",
     "DataKey",
     "KeyEncryptionKey",
+    "KeyRing",
     "PrfKey",
     "SigningKey",
     "VerifyKey",

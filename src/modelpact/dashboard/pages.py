@@ -78,12 +78,14 @@ def install_dashboard(
     *,
     sessions: SessionDesk,
     audit: Callable[[AuditEntry], Awaitable[Any]],
+    expiring_days: int | None = None,
 ) -> None:
     """Mount the dashboard on the gateway's app; ``audit`` makes an entry durable (a
-    partner's sign-in link is one)."""
+    partner's sign-in link is one); charters ending within ``expiring_days`` (default: the
+    expiry sweep's widest warning) are flagged as expiring."""
     env = _environment()
     doorman = Doorman(workspace.owner_verify_key)
-    activity = Activity(workspace)
+    activity = Activity(workspace, expiring_days=expiring_days)
     router = APIRouter(prefix="/dashboard", include_in_schema=False)
 
     def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:

@@ -68,6 +68,7 @@ from modelpact.runtime import ModelSummary
 from modelpact.services.attestation import IN_PROCESS, Attestor
 from modelpact.services.decisions import Decider
 from modelpact.services.encrypted import ContextShelf, EncryptedScorer
+from modelpact.services.expiry import Sweeper
 from modelpact.services.metering import Meter
 from modelpact.services.model_workers import WorkerPool
 from modelpact.services.monitoring import (
@@ -221,7 +222,7 @@ class Gateway:
         )
         self.log = AuditLog(
             workspace.store,
-            key=workspace.owner_key(),
+            key=workspace.signing_key,  # follows an owner-key handover done meanwhile
             origin=workspace.log_origin,
             clock=workspace.clock,
         )
@@ -693,17 +694,23 @@ def create_app(
     gateway: Gateway | None = None,
     workers: WorkerPool | None = None,
     notifier: Notifier | None = None,
+    sweeper: Sweeper | None = None,
 ) -> FastAPI:
     """The gateway over ``workspace``.  The app owns its :class:`Gateway` unless one is given;
     ``workers``: run models in these processes, ``notifier``: send incident webhooks
-    (see :class:`Gateway`)."""
+    (see :class:`Gateway`); ``sweeper``: the expiry sweep, run in the background from
+    startup to shutdown (its warning window is the dashboard's)."""
     gw = gateway or Gateway(workspace, audience=audience, workers=workers, notifier=notifier)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if sweeper is not None:
+            sweeper.start()
         try:
             yield
         finally:
+            if sweeper is not None:
+                await _thread(sweeper.close)
             if gateway is None:
                 await gw.aclose()
 
@@ -961,11 +968,14 @@ def create_app(
         return JSONResponse({"status": "ready"})
 
     from modelpact.gateway.encrypted import install_encrypted  # these import this module
+    from modelpact.gateway.keys import router as keys_router
     from modelpact.gateway.v2 import install_v2
 
+    app.include_router(keys_router)
     install_v2(app, gw)
     install_encrypted(app, gw)
-    install_dashboard(app, workspace, sessions=gw.sessions, audit=gw.audit)
+    install_dashboard(app, workspace, sessions=gw.sessions, audit=gw.audit,
+                      expiring_days=None if sweeper is None else sweeper.warn_days)  # fmt: skip
     app.add_route("/metrics", gw.metrics.endpoint, include_in_schema=False)
     app.add_middleware(
         BodyLimit,

@@ -27,6 +27,7 @@ from modelpact.errors import (
     Denied,
     Expired,
     InvalidInput,
+    KeyExhausted,
     ModelpactError,
     ModelUnavailable,
     NotFound,
@@ -65,6 +66,7 @@ _KINDS: tuple[tuple[type[ModelpactError], int, str, str], ...] = (
     (InvalidInput, 400, "invalid-input", "Invalid input"),
     (Tampered, 400, "tampered", "Integrity check failed"),
     (ModelUnavailable, 503, "model-unavailable", "The model worker failed; try again"),
+    (KeyExhausted, 503, "key-exhausted", "An encryption key must be rotated first"),
     (AuditUnavailable, 503, "audit-unavailable", "The audit log cannot record requests"),
     (StorageUnavailable, 503, "unavailable", "Storage unavailable"),
 )

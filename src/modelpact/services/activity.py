@@ -24,6 +24,7 @@ from modelpact.audit.entries import (
 from modelpact.charter import Charter
 from modelpact.errors import ModelpactError, NotFound
 from modelpact.services.charters import CharterDesk
+from modelpact.services.expiry import WARNING_WINDOW, expiring_within
 from modelpact.services.workspace import Workspace
 
 __all__ = [
@@ -57,6 +58,7 @@ class CharterLine:
     days_left: int | None
     daily_quota: int | None
     requests_per_minute: int | None
+    expiring: bool = False  # its window closes within the warning window
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,12 @@ class PartnerView:
     incidents: list[LogLine]
     recent: list[LogLine]
     protections: list[dict[str, Any]]
+    expiring_days: int = WARNING_WINDOW
+
+    @property
+    def expiring(self) -> list[CharterLine]:
+        """Its charters whose window closes within the warning window."""
+        return [c for c in self.charters if c.expiring]
 
 
 @dataclass
@@ -136,13 +144,21 @@ class Overview:
     checkpoint_time: datetime | None
     incidents: int = 0
     uses: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    expiring_days: int = WARNING_WINDOW
+
+    @property
+    def expiring(self) -> list[CharterLine]:
+        """Charters in force whose window closes within the warning window."""
+        return [c for c in self.charters if c.expiring]
 
 
 class Activity:
-    """The dashboard's read model over one workspace."""
+    """The dashboard's read model over one workspace; ``expiring_days``: how close to its
+    end a charter is flagged as expiring (the expiry sweep's widest warning)."""
 
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: Workspace, *, expiring_days: int | None = None) -> None:
         self._ws = workspace
+        self.expiring_days = expiring_days or WARNING_WINDOW
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -184,6 +200,7 @@ class Activity:
                         days_left=None if until is None else max(0, (until - now).days),
                         daily_quota=charter.limits.daily_quota,
                         requests_per_minute=charter.limits.requests_per_minute,
+                        expiring=expiring_within(until, now, self.expiring_days),
                     ),
                     charter,
                 )
@@ -227,6 +244,7 @@ class Activity:
             checkpoint_time=at,
             incidents=incidents,
             uses={m: {v: dict(p) for v, p in by.items()} for m, by in uses.items()},
+            expiring_days=self.expiring_days,
         )
 
     def partner(self, partner_id: str) -> PartnerView:
@@ -296,6 +314,7 @@ class Activity:
                 }
                 for p in protections
             ],
+            expiring_days=self.expiring_days,
         )
 
     def incidents(self) -> list[LogLine]:

@@ -138,7 +138,7 @@ class Attestor:
             models=tuple(models),
             isolation=self._isolation,
         )
-        signature = self._ws.owner_key().sign(attestation_message(document))
+        signature = self._ws.signing_key().sign(attestation_message(document))
         return SignedAttestation(document=document, signature=_b64(signature))
 
     def digest(self, attestation: SignedAttestation) -> str:

@@ -32,6 +32,7 @@ from modelpact.errors import (
 )
 from modelpact.policy import CompiledCharter, compile_charter
 from modelpact.services.events import record_event
+from modelpact.services.owner_keys import is_owner_key
 from modelpact.services.workspace import Workspace
 from modelpact.store import CharterRecord, UnitOfWork
 
@@ -192,7 +193,7 @@ class CharterDesk:
         signed.verify_complete()
         charter = signed.charter
         if (
-            charter.owner.verify_key != self._ws.owner_verify_key
+            not is_owner_key(self._ws, charter.owner.verify_key)  # this key, or one handed over
             or not constant_time_equal(charter_digest(charter), record.digest)
             or (charter.charter, charter.version, charter.partner.id)
             != (record.charter_id, record.version, record.partner_id)

@@ -9,6 +9,9 @@ start), ``warning`` or ``ok``:
   less; the workspace, ``keys/`` and ``tls/`` folders 0700;
 - **TLS** — the gateway's certificate is present, this CA's, for its key, and
   not about to expire (when serving TLS: plain HTTP is a warning);
+- **encryption keys** (only when something needs doing) — a KEK rotation left
+  unfinished, or a key past its encryption count's ``rotate_at`` or ``limit``
+  (:func:`~modelpact.services.kek_rotation.key_warnings`);
 - **charter pins** — every active charter's ``attestation`` pins match what runs:
   the serving measurement, and each pinned model version's registered digest and
   the served version of each pinned model.  A mismatch means that partner's SDK
@@ -29,6 +32,7 @@ from modelpact.crypto import check_private_file, read_private_file, server_cert_
 from modelpact.errors import InsecureKeyFile, ModelpactError, NotFound
 from modelpact.runtime.measurement import Measurement, installed_mismatches, measure
 from modelpact.services.charters import CharterDesk
+from modelpact.services.kek_rotation import kek_status, key_warnings
 from modelpact.services.registry import ModelRegistry
 from modelpact.services.workspace import Workspace
 
@@ -73,6 +77,7 @@ def diagnose(
     findings = _installed(mismatches)
     findings += check_keys(ws.root)
     findings += _tls(ws, tls, hosts)
+    findings += _encryption_keys(ws)
     findings += _pins(ws, measured)
     return findings
 
@@ -120,9 +125,23 @@ def check_keys(root: Path) -> list[Finding]:
                     f"chmod 700 {folder}",
                 )
             )
+    next_kek = root / "keys/kek.next.key"  # only while a KEK rotation is under way
+    if os.path.lexists(next_kek):
+        try:
+            check_private_file(next_kek)
+        except InsecureKeyFile as exc:
+            findings.append(Finding("key files", "critical", exc.summary, f"chmod 600 {next_kek}"))
     if not findings:
         findings.append(Finding("key files", "ok", "private keys 0600, folders 0700, all yours"))
     return findings
+
+
+def _encryption_keys(ws: Workspace) -> list[Finding]:
+    try:
+        warnings = key_warnings(kek_status(ws))
+    except ModelpactError as exc:
+        return [Finding("encryption keys", "warning", exc.summary, exc.hint)]
+    return [Finding("encryption keys", "warning", problem, fix) for problem, fix in warnings]
 
 
 def _tls(ws: Workspace, tls: bool, hosts: tuple[str, ...]) -> list[Finding]:

@@ -20,11 +20,15 @@ again on a terminated charter completes what is missing and issues the report ag
    workspace's owner key under the prefix :data:`REPORT_PREFIX`.
 
 Kept, not destroyed at exit: the partner's watermark keys and the queries its watermark
-marked (until the retention period ends: ``modelpact watermark expire``, which counts from
-the termination), and the audit log (append-only; it holds digests, never raw inputs).
+marked, and the partner's entries in the audit log (append-only; it holds digests, never
+raw inputs) — until the retention period, counted from the termination, ends; then the
+expiry sweep (:mod:`modelpact.services.retention`) destroys the keys and prunes the
+entries (their leaf hashes stay, so the log still verifies).
 
 :meth:`ExitDesk.terminate_expired` runs the same exit for every active charter whose
-validity window has closed (the charter's exit terms apply the same way).
+validity window has closed (the charter's exit terms apply the same way); the expiry
+sweep (:mod:`modelpact.services.expiry`) ends them the same way on its own, one charter at
+a time, and writes the reports.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from modelpact.crypto import canonical_json
 from modelpact.errors import InvalidInput, NotFound
 from modelpact.services.audit import AuditDesk
 from modelpact.services.charters import CharterDesk
+from modelpact.services.owner_keys import handover_evidence
 from modelpact.services.partner_keys import PartnerDataKeys, Tombstone
 from modelpact.services.watermarking import WatermarkDesk
 from modelpact.services.workspace import Workspace
@@ -281,7 +286,9 @@ class ExitDesk:
                 "until": retained_until.isoformat(),
                 "note": (
                     "append-only and verifiable; it holds digests of inputs and outputs, never "
-                    "the inputs; modelpact does not delete log entries"
+                    "the inputs; once the retention ends, the partner's entries under this "
+                    "charter are pruned (payload replaced, leaf hash kept: every checkpoint "
+                    "and proof still verifies) by the expiry sweep"
                 ),
             }
         ]
@@ -359,6 +366,7 @@ class ExitDesk:
                 "index": evidence.index,
                 "entry": base64.b64encode(blob).decode("ascii"),
                 "proof": [base64.b64encode(p).decode("ascii") for p in evidence.proof],
+                **handover_evidence(ws, evidence.size),  # from the charter's owner key on
             },
         }
 

@@ -41,9 +41,11 @@ from modelpact.services.envelopes import (
     envelope_format,
     open_envelope,
     open_for_partner,
+    rewrap_envelope,
     seal_for_partner,
 )
 from modelpact.services.events import record_event
+from modelpact.services.kek import RewrapTally, Tick
 from modelpact.services.partner_keys import KeyDestroyed
 from modelpact.services.webhooks import Notifier
 from modelpact.services.workspace import Workspace
@@ -56,6 +58,7 @@ __all__ = [
     "ProtectionDesk",
     "hardened",
     "in_force",
+    "rewrap_legacy_states",
     "throttled_rate",
     "watched_label",
 ]
@@ -452,6 +455,27 @@ def _seal_state(ws: Workspace, key: Key, text: str) -> str:
     ad = ("monitor-state/" + "/".join(key)).encode()
     partner, charter, _ = key
     return seal_for_partner(ws, partner, charter, text.encode(), ad, kind=_SEALED, fields=_FIELDS)
+
+
+def rewrap_legacy_states(ws: Workspace, tick: Tick) -> RewrapTally:
+    """Wrap the data key of every state saved before partner keys (the KEK wraps it) again
+    under the newest KEK, for a KEK rotation; each row one compare-and-set, so a state saved
+    meanwhile (under the partner's key) is left alone."""
+    tally = RewrapTally()
+    with ws.store.unit_of_work(read_only=True) as uow:
+        rows = uow.keys.monitor_states()
+    for partner, charter, model, text in rows:
+        if envelope_format(text) != _LEGACY:
+            continue
+        ad = ("monitor-state/" + "/".join((partner, charter, model))).encode()
+        new = rewrap_envelope(ws, text, ad, kind=_LEGACY, fields=_FIELDS, what="a sealed watch")
+        if new is None:
+            tally.already += 1
+        else:
+            with ws.store.unit_of_work() as uow:
+                tally.count(uow.keys.replace_monitor_state(partner, charter, model, text, new))
+        tick()
+    return tally
 
 
 def _open_state(ws: Workspace, key: Key, text: str) -> str:

@@ -51,10 +51,11 @@ from modelpact.runtime import (
 from modelpact.runtime.shaping import SCORES_OUTPUT
 from modelpact.runtime.tables import read_rows_csv
 from modelpact.services.events import record_event
+from modelpact.services.kek import RewrapTally, Tick
 from modelpact.services.workspace import Workspace
 from modelpact.store import ModelRecord, ModelVersionRecord
 
-__all__ = ["ModelRegistry", "RegisteredVersion", "VerifiedVersion"]
+__all__ = ["ModelRegistry", "RegisteredVersion", "VerifiedVersion", "rewrap_model_keys"]
 
 _NAME = re.compile(SLUG_PATTERN)
 #: The card of a version registered without one; signed like any other.
@@ -83,6 +84,29 @@ class VerifiedVersion:
 
 def _associated_data(model: str, version: str) -> bytes:
     return f"modelpact/model/{model}/{version}".encode()
+
+
+def rewrap_model_keys(ws: Workspace, tick: Tick) -> RewrapTally:
+    """Wrap every model version's data key again under the newest KEK (a KEK rotation).
+
+    Each row is one compare-and-set transaction that also moves the state counter, so a
+    gateway drops the record it kept with the old wrap.  The artifact is not touched.
+    """
+    tally = RewrapTally()
+    with ws.store.unit_of_work(read_only=True) as uow:
+        rows = uow.keys.model_keys()
+    for model, version, wrapped in rows:
+        new = ws.kek().rewrap(wrapped, _associated_data(model, version))
+        if new is None:
+            tally.already += 1
+        else:
+            with ws.store.unit_of_work() as uow:
+                written = uow.keys.replace_model_key(model, version, wrapped, new)
+                if written:
+                    uow.state.bump()
+            tally.count(written)
+        tick()
+    return tally
 
 
 def _artifact_key(model: str, version: str) -> str:

@@ -46,6 +46,7 @@ from modelpact.errors import (
     quote_untrusted,
 )
 from modelpact.services.charters import CharterDesk
+from modelpact.services.events import record_event
 from modelpact.services.state_cache import StateCache, StateView, active_record
 from modelpact.services.workspace import Workspace
 from modelpact.store import (
@@ -76,6 +77,12 @@ _BAD_PROOF_HINT = (
 )
 _NOT_A_SESSION = "that is not a valid session token"
 _NEW_SESSION = "open a new session"
+
+
+_ROTATE_HINT = (
+    "sign modelpact.wire.partner_key_rotation_message(...) for this gateway's audience with "
+    "the enrolled key and with the new key ('modelpact partner rotate-key' does)"
+)
 
 
 def _b64url(data: bytes) -> str:
@@ -380,6 +387,82 @@ class SessionDesk:
                 uow.sessions.revoke(token_hash, self._ws.clock())
             except NotFound:
                 raise Unauthenticated(_NOT_A_SESSION) from None
+
+    # -- key rotation ----------------------------------------------------------------------
+
+    def rotate_partner_key(self, request: wire.PartnerKeyRotation) -> wire.PartnerKeyRotated:
+        """Enrol the partner's new key, once its enrolled key and the new key both signed.
+
+        Both signatures cover :func:`~modelpact.wire.partner_key_rotation_message` with
+        this gateway's audience and a fresh challenge nonce (spent here, as for a
+        session), so a rotation can be neither replayed nor made with the new key alone.
+        In the transaction that enrols the key, every open session of the partner is
+        revoked (whoever held the old key may have opened them) and the rotation, with
+        both signatures, is appended to the audit log.  A revoked partner cannot rotate.
+        """
+        now = self._ws.clock()
+        message = wire.partner_key_rotation_message(
+            audience=self.audience,
+            partner=request.partner,
+            old_key=request.old_key,
+            new_key=request.new_key,
+            nonce=request.nonce,
+            signed_at=request.signed_at,
+        )
+        old_signature = _signature_bytes(request.old_signature)
+        new_signature = _signature_bytes(request.new_signature)
+        if old_signature is None or new_signature is None:
+            raise Unauthenticated(_BAD_PROOF, hint=_ROTATE_HINT)
+        new_key = VerifyKey.decode(request.new_key)
+        try:
+            new_key.verify(new_signature, message)
+        except SignatureInvalid:
+            raise Unauthenticated(
+                "the rotation is not signed by the new key", hint=_ROTATE_HINT
+            ) from None
+        with self._ws.store.unit_of_work() as uow:
+            partner = self._proven_partner(uow, request.partner, old_signature, message)
+            if request.old_key != partner.public_key:
+                raise Unauthenticated(_BAD_PROOF, hint=_ROTATE_HINT)
+            if abs(now - request.signed_at) > self._clock_skew:
+                raise Unauthenticated(
+                    f"the rotation was signed at {request.signed_at.isoformat()}, more than "
+                    f"{self._clock_skew.total_seconds():g} s from the gateway's clock",
+                    hint="set the partner machine's clock right (NTP) and sign again",
+                )
+            if uow.sessions.consume_challenge(request.nonce, partner.id, now) is None:
+                raise Unauthenticated(
+                    "the challenge nonce is unknown, expired, already used or not this partner's",
+                    hint="ask for a new challenge and sign it at once",
+                )
+        # The nonce is spent (committed): a refusal from here on cannot be replayed either.
+        if partner.status == "revoked":
+            raise _denied(f"partner {partner.id} is revoked; its key is not rotated")
+        if new_key.encode() == partner.public_key or new_key == self._ws.owner_verify_key:
+            raise InvalidInput("the new key must differ from the enrolled key and the owner's")
+        with self._ws.store.unit_of_work() as uow:
+            uow.partners.set_public_key(partner.id, new_key.encode(), now)
+            revoked = uow.sessions.revoke_partner(partner.id, now)
+            receipt = record_event(
+                self._ws,
+                uow,
+                actor=partner.id,
+                kind="partner.key_rotate",
+                subject=partner.id,
+                old_key=request.old_key,
+                new_key=new_key.encode(),
+                nonce=request.nonce,
+                signed_at=wire.instant(request.signed_at),
+                old_signature=request.old_signature,
+                new_signature=request.new_signature,
+                sessions_revoked=revoked,
+            )
+        return wire.PartnerKeyRotated(
+            partner=partner.id,
+            key=new_key.encode(),
+            sessions_revoked=revoked,
+            entry=receipt.index,
+        )
 
     def revoke_partner(self, partner: str) -> int:
         """End every session of ``partner`` (on suspension, revocation or exit); how many."""

@@ -23,13 +23,14 @@ from typing import Any
 from modelpact.crypto import DataKey, PrfKey
 from modelpact.errors import AlreadyExists, InvalidInput
 from modelpact.services.charters import CharterDesk
-from modelpact.services.envelopes import open_envelope, seal_envelope
+from modelpact.services.envelopes import open_envelope, rewrap_envelope, seal_envelope
 from modelpact.services.events import record_event
+from modelpact.services.kek import RewrapTally, Tick
 from modelpact.services.partner_keys import PartnerDataKeys
 from modelpact.services.workspace import Workspace
 from modelpact.store import MarkRecord
 
-__all__ = ["Expiry", "Marks", "PartnerKeys", "WatermarkDesk"]
+__all__ = ["Expiry", "Marks", "PartnerKeys", "WatermarkDesk", "rewrap_watermark_keys"]
 
 _KEYS = "modelpact-watermark-keys/v1"
 _KEY_FIELDS = ("wrapped", "sealed")
@@ -62,6 +63,25 @@ class Expiry:
     due: bool  # the retention period is over
     destroyed: bool = False
     marked_rows: int = 0
+
+
+def rewrap_watermark_keys(ws: Workspace, tick: Tick) -> RewrapTally:
+    """Wrap every partner's watermark-keys data key again under the newest KEK (a KEK
+    rotation), each row one compare-and-set; the marks, sealed under the mark key, stay."""
+    tally = RewrapTally()
+    with ws.store.unit_of_work(read_only=True) as uow:
+        rows = uow.keys.watermark_keys()
+    for partner, sealed in rows:
+        ad = f"watermark-keys/{partner}".encode()
+        what = "sealed watermark keys"
+        new = rewrap_envelope(ws, sealed, ad, kind=_KEYS, fields=_KEY_FIELDS, what=what)
+        if new is None:
+            tally.already += 1
+        else:
+            with ws.store.unit_of_work() as uow:
+                tally.count(uow.keys.replace_watermark_key(partner, sealed, new))
+        tick()
+    return tally
 
 
 def _b64(data: bytes) -> str:

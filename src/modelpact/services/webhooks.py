@@ -1,9 +1,14 @@
-"""Incident webhooks: each incident, signed, POSTed to the charter's ``incident_response.webhook``.
+"""Webhooks: events, signed, POSTed to the charter's ``incident_response.webhook``.
 
-The body is the incident's audit entry (its canonical JSON) with the log index it
-got, so a receiver can look it up and check its inclusion proof; the
-``Modelpact-Signature`` header is ``ed25519=<base64>`` of the body by the
-workspace's owner key, which the receiver knows from the charter.  Delivery runs
+Two events: an incident (the monitor's alarm) and ``charter.expiring`` (the charter's
+validity window closes within a warning threshold; sent once per charter version and
+threshold by the expiry sweep, :mod:`modelpact.services.expiry`).  The body is the
+event's audit entry (its canonical JSON) with the log index it got, so a receiver can
+look it up and check its inclusion proof; the ``Modelpact-Signature`` header is
+``ed25519=<base64>`` of the body by the workspace's owner key, which the receiver knows
+from the charter.  ``Modelpact-Event`` names the event (``incident`` or
+``charter.expiring``) for routing; the signed body says the same (``entry.type``, and an
+admin entry's ``entry.action``).  Delivery runs
 on a background thread with a bounded queue, HTTPS only (certificates checked
 against the system's trust store, or ``ca`` when given), a few retries with a
 growing pause, and never blocks a request: the incident is already durable in the
@@ -22,12 +27,13 @@ from pathlib import Path
 
 import httpx
 
-from modelpact.audit.entries import IncidentEntry, encode_entry
+from modelpact.audit.entries import AdminEntry, AuditEntry, encode_entry
 from modelpact.crypto import SigningKey, canonical_json
 
-__all__ = ["SIGNATURE_HEADER", "Notifier"]
+__all__ = ["EVENT_HEADER", "SIGNATURE_HEADER", "Notifier"]
 
 SIGNATURE_HEADER = "Modelpact-Signature"
+EVENT_HEADER = "Modelpact-Event"
 _log = logging.getLogger(__name__)
 
 
@@ -40,7 +46,7 @@ class _Stats:
 
 
 class Notifier:
-    """Posts incidents to webhooks from one background thread."""
+    """Posts events (incidents, expiry warnings) to webhooks from one background thread."""
 
     def __init__(
         self,
@@ -57,14 +63,14 @@ class Notifier:
         self._client = httpx.Client(verify=verify, timeout=timeout, follow_redirects=False)
         self._attempts = attempts
         self._pause = pause
-        self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(queue_size)
+        self._queue: queue.Queue[tuple[str, bytes, str] | None] = queue.Queue(queue_size)
         self._stop = threading.Event()
         self.stats = _Stats()
         self._thread = threading.Thread(target=self._run, name="modelpact-webhooks", daemon=True)
         self._thread.start()
 
     @staticmethod
-    def body(entry: IncidentEntry, index: int) -> bytes:
+    def body(entry: AuditEntry, index: int) -> bytes:
         """What is posted: ``{"entry": <the audit entry>, "index": <its log index>}``, RFC 8785."""
         import json  # the entry's bytes are canonical already; re-read them as a value
 
@@ -73,16 +79,21 @@ class Notifier:
     def signature(self, body: bytes) -> str:
         return "ed25519=" + base64.b64encode(self._key.sign(body)).decode("ascii")
 
-    def notify(self, url: str, entry: IncidentEntry, index: int) -> None:
+    @staticmethod
+    def event(entry: AuditEntry) -> str:
+        """The event's name: an admin entry's action, else the entry's type."""
+        return entry.action if isinstance(entry, AdminEntry) else entry.type
+
+    def notify(self, url: str, entry: AuditEntry, index: int) -> None:
         """Queue one delivery; dropped (and counted) when the queue is full."""
         if not url.startswith("https://"):
             self.stats.dropped += 1  # the charter schema allows https only; never downgrade
             return
         try:
-            self._queue.put_nowait((url, self.body(entry, index)))
+            self._queue.put_nowait((url, self.body(entry, index), self.event(entry)))
         except queue.Full:
             self.stats.dropped += 1
-            _log.warning("incident webhook queue full: a notification was dropped")
+            _log.warning("webhook queue full: a notification was dropped")
 
     def flush(self) -> None:
         """Wait until every queued delivery was tried."""
@@ -104,8 +115,12 @@ class Notifier:
             finally:
                 self._queue.task_done()
 
-    def _deliver(self, url: str, body: bytes) -> None:
-        headers = {"content-type": "application/json", SIGNATURE_HEADER: self.signature(body)}
+    def _deliver(self, url: str, body: bytes, event: str) -> None:
+        headers = {
+            "content-type": "application/json",
+            SIGNATURE_HEADER: self.signature(body),
+            EVENT_HEADER: event,
+        }
         for attempt in range(self._attempts):
             try:
                 response = self._client.post(url, content=body, headers=headers)
@@ -120,4 +135,4 @@ class Notifier:
                 break
         self.stats.failed += 1
         # The URL's host only: a path or query may carry a receiver's token.
-        _log.warning("incident webhook to %s failed: %s", httpx.URL(url).host, error)
+        _log.warning("%s webhook to %s failed: %s", event, httpx.URL(url).host, error)

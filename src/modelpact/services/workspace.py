@@ -8,6 +8,10 @@ Layout (the folder, ``keys/`` and ``tls/`` are 0700; keys and configuration 0600
     keys/model-signing-p256.pem    signs models (OpenSSF model-signing, EC P-256)
     keys/model-signing-p256.pub    its PEM public key, for `model_signing verify key`
     keys/kek.key                   key-encryption key wrapping per-artifact data keys
+    keys/kek.next.key              the next one, only while a rotation is under way
+    keys/owner-ed25519.next.pem    the owner's next key, only while a handover is under way
+    keys/owner-handover.pending.json  that handover, signed by both keys, until it is logged
+    keys/owner-handovers.json      public index of the owner-key handovers in the log
     tls/ca.pem, tls/ca.key         the workspace's local CA (partners trust ca.pem)
     tls/server.pem, tls/server.key the gateway's certificate and key, issued by that CA
     modelpact.db                   SQLite database (default)
@@ -32,6 +36,7 @@ from pathlib import Path
 from modelpact.audit.entries import AdminEntry
 from modelpact.audit.log import append_within, issue_checkpoint
 from modelpact.crypto import (
+    GCM_SEAL_LIMIT,
     KeyEncryptionKey,
     SigningKey,
     VerifyKey,
@@ -59,6 +64,8 @@ from modelpact.errors import (
     Tampered,
 )
 from modelpact.services.clock import Clock, system_clock
+from modelpact.services.kek import KEK_FILE, NEXT_KEK_FILE, WorkspaceKek
+from modelpact.services.key_budget import DEFAULT_ROTATE_AT, EncryptionBudget, KeyLimits
 from modelpact.store import (
     ArtifactStore,
     CheckpointRecord,
@@ -82,7 +89,7 @@ OWNER_KEY = "keys/owner-ed25519.pem"
 OWNER_PUB = "keys/owner-ed25519.pub"
 MODEL_KEY = "keys/model-signing-p256.pem"
 MODEL_PUB = "keys/model-signing-p256.pub"
-KEK = "keys/kek.key"
+KEK = KEK_FILE
 TLS_DIR = "tls"
 CA_CERT = "tls/ca.pem"
 CA_KEY = "tls/ca.key"
@@ -101,10 +108,11 @@ class WorkspaceConfig:
 
     name: str
     database_url: str = DEFAULT_DATABASE
+    key_limits: KeyLimits = field(default_factory=KeyLimits)
 
     def to_toml(self) -> str:
         # json.dumps yields a valid TOML basic string for these ASCII values.
-        return (
+        text = (
             "# modelpact workspace configuration\n"
             "[workspace]\n"
             f"name = {json.dumps(self.name)}\n\n"
@@ -112,6 +120,14 @@ class WorkspaceConfig:
             "# sqlite:///FILE is relative to the workspace; postgresql+psycopg://... scales out\n"
             f"url = {json.dumps(self.database_url)}\n"
         )
+        if self.key_limits != KeyLimits():
+            text += (
+                "\n[keys]\n"
+                "# AES-GCM encryptions per key: rotate at rotate_at, refuse past limit\n"
+                f"rotate_at = {self.key_limits.rotate_at}\n"
+                f"limit = {self.key_limits.limit}\n"
+            )
+        return text
 
     @classmethod
     def from_toml(cls, text: str, *, source: str) -> WorkspaceConfig:
@@ -119,7 +135,7 @@ class WorkspaceConfig:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise InvalidInput(f"{source} is not valid TOML: {exc}") from None
-        allowed = {"workspace": {"name"}, "database": {"url"}}
+        allowed = {"workspace": {"name"}, "database": {"url"}, "keys": {"rotate_at", "limit"}}
         for section, values in data.items():
             if section not in allowed or not isinstance(values, dict):
                 raise InvalidInput(f"{source}: unknown section [{section}]")
@@ -132,7 +148,17 @@ class WorkspaceConfig:
             raise InvalidInput(f"{source}: workspace.name is missing or not a plain name")
         if not isinstance(url, str) or not url:
             raise InvalidInput(f"{source}: database.url must be a string")
-        return cls(name=name, database_url=url)
+        keys = data.get("keys", {})
+        rotate_at = keys.get("rotate_at", DEFAULT_ROTATE_AT)
+        limit = keys.get("limit", GCM_SEAL_LIMIT)
+        for key, value in (("rotate_at", rotate_at), ("limit", limit)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise InvalidInput(f"{source}: keys.{key} must be an integer")
+        try:
+            limits = KeyLimits(rotate_at=rotate_at, limit=limit)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{source}: {exc.summary}") from None
+        return cls(name=name, database_url=url, key_limits=limits)
 
 
 def _resolve_url(url: str, root: Path) -> str:
@@ -153,7 +179,8 @@ class Workspace:
     artifacts: ArtifactStore
     clock: Clock = system_clock
     _owner_key: SigningKey | None = field(default=None, repr=False)
-    _kek: KeyEncryptionKey | None = field(default=None, repr=False)
+    _kek: WorkspaceKek | None = field(default=None, repr=False)
+    _encryptions: EncryptionBudget | None = field(default=None, repr=False)
 
     @property
     def database_url(self) -> str:
@@ -173,15 +200,57 @@ class Workspace:
             self._owner_key = SigningKey.load(self.root / OWNER_KEY)
         return self._owner_key
 
+    def use_owner_key(self, key: SigningKey) -> None:
+        """Sign with ``key`` from now on (an owner-key handover put it in force)."""
+        self._owner_key = key
+
+    def signing_key(self) -> SigningKey:
+        """The owner key to sign a checkpoint with *now*, for a long-running process.
+
+        ``keys/owner-ed25519.pub`` is read each time (checkpoints are seconds apart): when
+        another process finished a handover (``modelpact keys rotate-owner``), the new key
+        is loaded; while one is under way (the ``.pub`` already names the new key, the
+        private key file is still the old one), :class:`StorageUnavailable` — a checkpoint
+        waits rather than being signed by a key that is handing over.  Called after the
+        tree's size is read, so a handover appended before that read is always seen.
+        """
+        key = self.owner_key()
+        try:
+            public = (self.root / OWNER_PUB).read_text(encoding="ascii").strip()
+        except OSError:
+            raise StorageUnavailable(f"{self.root / OWNER_PUB} cannot be read") from None
+        if public == key.verify_key.encode():
+            return key
+        fresh = SigningKey.load(self.root / OWNER_KEY)
+        if fresh.verify_key.encode() != public:
+            raise StorageUnavailable(
+                "the owner key is being handed over; checkpoints wait until it is done",
+                hint="finish it with 'modelpact keys rotate-owner'",
+            )
+        self._owner_key = fresh
+        return fresh
+
     @property
     def owner_verify_key(self) -> VerifyKey:
         """Derived from the private key: the ``.pub`` file is for people, not for trust."""
         return self.owner_key().verify_key
 
-    def kek(self) -> KeyEncryptionKey:
+    def kek(self) -> WorkspaceKek:
+        """The KEK ring (two keys during a rotation); each wrap is counted."""
         if self._kek is None:
-            self._kek = KeyEncryptionKey.load(self.root / KEK)
+            self._kek = WorkspaceKek(self.root, self.encryptions())
         return self._kek
+
+    def encryptions(self) -> EncryptionBudget:
+        """The encryption counters of the workspace's long-lived keys."""
+        if self._encryptions is None:
+            self._encryptions = EncryptionBudget(self.artifacts, self.config.key_limits)
+        return self._encryptions
+
+    @property
+    def next_kek_path(self) -> Path:
+        """Where a rotation keeps the new KEK until every wrapped key is under it."""
+        return self.root / NEXT_KEK_FILE
 
     @property
     def log_origin(self) -> str:
@@ -357,7 +426,7 @@ def init_workspace(
         owner.save(root / OWNER_KEY)
         (root / OWNER_PUB).write_text(owner.verify_key.encode() + "\n")
         generate_model_signing_key(root / MODEL_KEY, root / MODEL_PUB)
-        KeyEncryptionKey.generate().save(root / KEK)
+        KeyEncryptionKey.generate(created_at=clock()).save(root / KEK)
         created.append(root / TLS_DIR)
         created[-1].mkdir(mode=0o700)
         tls_now = clock()
@@ -432,6 +501,8 @@ def open_workspace(root: Path, *, clock: Clock = system_clock) -> Workspace:
         )
     for secret in (CONFIG_NAME, OWNER_KEY, MODEL_KEY, KEK):
         check_private_file(root / secret)
+    if os.path.lexists(root / NEXT_KEK_FILE):  # a rotation is under way
+        check_private_file(root / NEXT_KEK_FILE)
     _check_tls_files(root)
     try:
         text = config_path.read_text(encoding="utf-8")

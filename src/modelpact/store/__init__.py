@@ -27,6 +27,8 @@ types.
   watermark keys and the sealed queries its watermark marked.
 - ``work.privacy`` (:class:`PrivacyRepository`) counts the privacy budget spent per
   partner, charter and model, never past the charter's budget.
+- ``work.keys`` (:class:`~modelpact.store.interfaces.KeyRepository`) reads and
+  re-wraps the rows that hold KEK-wrapped keys when the KEK rotates.
 - ``work.state`` (:class:`StateRepository`) is a counter that every write to
   partners, charters, models or session revocations increments, so a reader
   can tell in one read whether anything it keeps may have changed.

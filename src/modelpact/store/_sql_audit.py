@@ -47,7 +47,7 @@ primary key.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -345,6 +345,27 @@ class SqlAuditRepository:
             if row is not None:
                 return _entry_record(row)
         raise NotFound(f"the audit log has no entry {idx!r}")
+
+    # --- retention ------------------------------------------------------------------------
+
+    def prune(self, payloads: Mapping[int, bytes]) -> int:
+        if not payloads:
+            return 0
+        for idx, payload in payloads.items():
+            if not _is_index(idx) or not isinstance(payload, bytes) or not payload:
+                raise InvalidInput(f"cannot prune audit entry {idx!r}: give an index and bytes")
+        self.lock_for_append()
+        changed = 0
+        for idx in sorted(payloads):  # the leaf hash is never part of the statement
+            result = self._session.execute(
+                sa.update(audit_entries)
+                .where(audit_entries.c.idx == idx)
+                .values(entry=payloads[idx])
+            )
+            if result.rowcount != 1:
+                raise NotFound(f"the audit log has no entry {idx} to prune")
+            changed += 1
+        return changed
 
     # --- checkpoints ----------------------------------------------------------------------
 

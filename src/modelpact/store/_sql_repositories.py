@@ -22,6 +22,7 @@ from modelpact.errors import (
 )
 from modelpact.store._schema import charters, model_versions, models, partners
 from modelpact.store._sql_audit import SqlAuditRepository
+from modelpact.store._sql_keys import SqlKeyRepository
 from modelpact.store._sql_monitor import SqlMonitorRepository
 from modelpact.store._sql_privacy import SqlPrivacyRepository
 from modelpact.store._sql_session import Session
@@ -103,6 +104,20 @@ class SqlPartnerRepository:
         )
         if result.rowcount == 0:
             raise NotFound(f"partner {partner_id!r} does not exist")
+        self._state.bump()
+
+    def set_public_key(self, partner_id: str, public_key: str, at: datetime) -> None:
+        require_aware(at, "at")
+        self.get(partner_id)  # NotFound
+        self._session.write(
+            sa.update(partners)
+            .where(partners.c.id == partner_id)
+            .values(public_key=public_key, updated_at=at),
+            duplicate=lambda: AlreadyExists(
+                f"that key is already registered to another partner than {partner_id!r}",
+                hint="each partner organisation has its own key pair",
+            ),
+        )
         self._state.bump()
 
 
@@ -311,7 +326,7 @@ class SqlCharterRepository:
 
 
 class SqlUnitOfWork:
-    """:class:`~modelpact.store.interfaces.UnitOfWork`: ten repositories on one transaction.
+    """:class:`~modelpact.store.interfaces.UnitOfWork`: eleven repositories on one transaction.
 
     The partner, model, charter and session repositories bump ``state`` with each write
     that changes what a request depends on.
@@ -329,3 +344,4 @@ class SqlUnitOfWork:
         self.monitor = SqlMonitorRepository(session, self.state)
         self.watermarks = SqlWatermarkRepository(session)
         self.privacy = SqlPrivacyRepository(session)
+        self.keys = SqlKeyRepository(session)

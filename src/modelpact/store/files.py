@@ -10,15 +10,24 @@ renamed into place after checking the key is free.  Temporary names end in
 
 Directories are created ``0700`` and files ``0600``; the store never follows a
 symbolic link to a blob.
+
+:meth:`LocalArtifactStore.replace` is the one way to change a blob: a compare-and-set
+under an exclusive ``flock`` on the directory's ``.lock~`` file, which
+:meth:`LocalArtifactStore.delete` takes too, so a blob deleted (and a tombstone put in
+its place) while it was being replaced is never brought back.
 """
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import errno
+import fcntl
 import os
 import re
 import secrets
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from modelpact.errors import AlreadyExists, InvalidInput, NotFound, StorageUnavailable
@@ -55,6 +64,17 @@ def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """Hold the exclusive lock of ``directory`` (its ``.lock~`` file, made 0600 if new)."""
+    fd = os.open(directory / ".lock~", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
     finally:
         os.close(fd)
 
@@ -121,10 +141,11 @@ class LocalArtifactStore:
     def delete(self, key: str) -> None:
         path = self._root.joinpath(*check_artifact_key(key))
         try:
-            if not stat.S_ISREG(os.lstat(path).st_mode):
-                raise NotFound(f"no artifact {key!r} in {self._root}")
-            path.unlink()
-            _fsync_dir(path.parent)
+            with _locked(path.parent):
+                if not stat.S_ISREG(os.lstat(path).st_mode):
+                    raise NotFound(f"no artifact {key!r} in {self._root}")
+                path.unlink()
+                _fsync_dir(path.parent)
         except (FileNotFoundError, NotADirectoryError):
             raise NotFound(f"no artifact {key!r} in {self._root}") from None
         except OSError as exc:
@@ -140,6 +161,46 @@ class LocalArtifactStore:
             return False
         except OSError as exc:
             raise self._unreadable(key, exc) from None
+
+    def replace(self, key: str, data: bytes, *, expected: bytes) -> bool:
+        parts = check_artifact_key(key)
+        final = self._root.joinpath(*parts)
+        try:
+            with _locked(final.parent):
+                try:
+                    current = self.get(key)
+                except NotFound:
+                    return False
+                if current != expected:
+                    return False
+                temporary = final.parent / f".{secrets.token_hex(8)}.tmp~"
+                self._write_temporary(temporary, data)
+                try:
+                    os.replace(temporary, final)
+                finally:
+                    temporary.unlink(missing_ok=True)
+                _fsync_dir(final.parent)
+                return True
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise StorageUnavailable(
+                f"cannot replace artifact {key!r} under {self._root}: {exc.strerror}"
+            ) from None
+
+    def keys(self, prefix: str) -> builtins.list[str]:
+        folder = self._root.joinpath(*check_artifact_key(prefix))
+        found: builtins.list[str] = []
+        try:
+            for directory, subdirs, files in os.walk(folder):
+                subdirs[:] = [d for d in subdirs if not d.endswith("~")]
+                relative = Path(directory).relative_to(self._root).parts
+                for name in files:
+                    if not name.endswith("~"):
+                        found.append("/".join((*relative, name)))
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot list {prefix!r} under {self._root}: {exc}") from None
+        return sorted(found)
 
     def _unreadable(self, key: str, exc: OSError) -> StorageUnavailable:
         if exc.errno == errno.ELOOP:

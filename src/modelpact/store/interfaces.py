@@ -23,7 +23,7 @@ no ``.`` or ``..`` segment.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import date, datetime
 from typing import Protocol
@@ -50,6 +50,7 @@ __all__ = [
     "AuditNodeReader",
     "AuditRepository",
     "CharterRepository",
+    "KeyRepository",
     "ModelRepository",
     "PartnerRepository",
     "SessionRepository",
@@ -77,6 +78,11 @@ class PartnerRepository(Protocol):
 
     def set_status(self, partner_id: str, status: str, at: datetime) -> None:
         """Change the status and set ``updated_at`` to ``at``; ``NotFound`` if absent."""
+        ...
+
+    def set_public_key(self, partner_id: str, public_key: str, at: datetime) -> None:
+        """Enrol a new key for the partner and set ``updated_at``; ``NotFound`` if absent,
+        ``AlreadyExists`` if another partner holds that key."""
         ...
 
 
@@ -155,8 +161,9 @@ class AuditRepository(Protocol):
       ``(level, idx)`` covers leaves ``[idx * 2**level, (idx + 1) * 2**level)``.
     - Checkpoints are signed notes of the root at one size, one per size.
 
-    Nothing is ever updated or deleted.  To append, a unit of work calls
-    :meth:`lock_for_append`, reads :meth:`size`, then :meth:`append` from that
+    Nothing is ever deleted, and the only update is :meth:`prune` (an entry's payload
+    replaced once its retention period is over; its leaf hash stays).  To append, a
+    unit of work calls :meth:`lock_for_append`, reads :meth:`size`, then :meth:`append` from that
     index: the lock makes appenders in every process take turns until their
     unit of work ends.  When the unit of work's block ends, the commit is
     durable before it returns (SQLite: WAL with ``synchronous=FULL``;
@@ -207,6 +214,16 @@ class AuditRepository(Protocol):
 
     def entry(self, idx: int) -> AuditEntryRecord:
         """The entry at ``idx``; ``NotFound`` otherwise."""
+        ...
+
+    def prune(self, payloads: Mapping[int, bytes]) -> int:
+        """Replace the stored payload of each entry ``idx`` with ``payloads[idx]`` (a pruned
+        marker) and keep its leaf hash, so the tree, every checkpoint and every proof stay
+        as they were; how many entries changed.
+
+        ``NotFound`` if an index is not in the log (then nothing of this call is written).
+        Takes the lock if this unit of work does not hold it yet.
+        """
         ...
 
     def add_checkpoint(self, record: CheckpointRecord) -> None:
@@ -408,6 +425,34 @@ class PrivacyRepository(Protocol):
         ...
 
 
+class KeyRepository(Protocol):
+    """The rows holding KEK-wrapped keys, read and re-wrapped by a KEK rotation.
+
+    The ``replace_*`` methods are compare-and-set: they write only if the row still holds
+    ``old``, and say whether they did.
+    """
+
+    def model_keys(self) -> builtins.list[tuple[str, str, bytes]]:
+        """Every model version's ``(model, version, wrapped_key)``."""
+        ...
+
+    def replace_model_key(self, model: str, version: str, old: bytes, new: bytes) -> bool: ...
+
+    def watermark_keys(self) -> builtins.list[tuple[str, str]]:
+        """Every partner's ``(partner_id, sealed)`` watermark keys."""
+        ...
+
+    def replace_watermark_key(self, partner_id: str, old: str, new: str) -> bool: ...
+
+    def monitor_states(self) -> builtins.list[tuple[str, str, str, str]]:
+        """Every ``(partner_id, charter_id, model, state)`` the monitor saved."""
+        ...
+
+    def replace_monitor_state(
+        self, partner_id: str, charter_id: str, model: str, old: str, new: str
+    ) -> bool: ...
+
+
 class StateRepository(Protocol):
     """A counter that every write to what a request depends on increments.
 
@@ -460,6 +505,9 @@ class UnitOfWork(Protocol):
 
     @property
     def privacy(self) -> PrivacyRepository: ...
+
+    @property
+    def keys(self) -> KeyRepository: ...
 
 
 class AuditNodeReader(Protocol):
@@ -542,4 +590,13 @@ class ArtifactStore(Protocol):
 
     def exists(self, key: str) -> bool:
         """Whether ``key`` holds a blob."""
+        ...
+
+    def replace(self, key: str, data: bytes, *, expected: bytes) -> bool:
+        """Atomically and durably put ``data`` in place of ``key``'s bytes if they still are
+        ``expected``; whether it did.  Never races :meth:`delete` (for key re-wrapping)."""
+        ...
+
+    def keys(self, prefix: str) -> builtins.list[str]:
+        """Every key under the folder ``prefix``, sorted; none if there is no such folder."""
         ...
