@@ -156,10 +156,11 @@ def app(ws: Workspace, gateway: Gateway) -> Any:
 
 
 @contextlib.contextmanager
-def running(app: Any, **ssl: Any) -> Iterator[str]:
-    """Serve ``app`` with a real uvicorn on 127.0.0.1 (an ephemeral port) in a thread."""
+def running(app: Any, *, lifespan: str = "off", **ssl: Any) -> Iterator[str]:
+    """Serve ``app`` with a real uvicorn on 127.0.0.1 (an ephemeral port) in a thread;
+    ``lifespan="on"`` runs its start-up and shut-down as ``modelpact serve`` does."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", **ssl
+        app, host="127.0.0.1", port=0, log_level="warning", lifespan=lifespan, **ssl
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -5,18 +5,13 @@ exit report in the workspace that the partner verifies with ``charter verify-exi
 from __future__ import annotations
 
 import base64
-import contextlib
 import functools
 import json
 import re
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 
 from modelpact.audit.entries import AdminEntry
@@ -38,25 +33,6 @@ from tests.gateway.conftest import (
 )
 
 WRITE = functools.partial(replace_durably, mode=0o644)
-
-
-@contextlib.contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """``app`` on a real uvicorn on 127.0.0.1 with its lifespan on (as ``serve`` runs it)."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
 
 
 @pytest.fixture
@@ -97,7 +73,7 @@ def test_the_served_gateway_warns_once_then_ends_the_charter_on_its_own(
         sweeper = Sweeper(ExpirySweep(ws, write=WRITE, notifier=notifier), interval=3600)
         app = create_app(ws, gateway=gateway, sweeper=sweeper)
         try:
-            with serving(app) as url:
+            with running(app, lifespan="on") as url:
                 assert url.startswith("http://127.0.0.1:")
                 assert sweeper.wait(1)  # the first pass, at startup: nothing due yet
                 assert sweeper.last is not None and sweeper.last.idle
