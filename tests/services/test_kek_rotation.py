@@ -332,3 +332,36 @@ def test_replace_is_a_compare_and_set(workspace: Workspace) -> None:
     assert store.keys("k") == [] and store.keys("nothing") == []
     store.put("k/b/c", b"x")
     assert store.keys("k") == ["k/b/c"]
+
+
+def test_a_key_wrapped_under_the_old_kek_just_before_the_rotation_is_not_left_behind(
+    workspace: Workspace, onnx_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that wrapped under the old KEK a moment before the new one appeared stores
+    its wrap after a pass found nothing left: the pass after the settle time re-wraps it."""
+    from modelpact.services import kek_rotation
+
+    items = populate(workspace, onnx_bytes)
+    keys = PartnerDataKeys(workspace)
+    late = keys.key("late", "c9", create=True)  # the data key the slow writer is storing
+    name = keys.name("late", "c9")
+    blob = workspace.artifacts.get(name)  # wrapped under the old KEK
+    workspace.artifacts.delete(name)  # not stored yet when the rotation begins
+    stored: list[float] = []
+
+    class Clock:  # the rotation's clock: the write lands while it waits out the settle time
+        time = staticmethod(time.time)
+
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            if not stored:
+                workspace.artifacts.put(name, blob)
+                stored.append(seconds)
+            time.sleep(seconds)
+
+    monkeypatch.setattr(kek_rotation, "time", Clock)
+    report = rotate_kek(workspace, settle=1.0)
+    assert stored and 0 < stored[0] <= 1.0 and not workspace.next_kek_path.exists()
+    assert report.tallies["partner_keys"].rewrapped == len(CHARTERS) + 1  # and the late one
+    assert keys.key("late", "c9").secret() == late.secret()  # only the new KEK is left
+    assert_all_readable(workspace, items)

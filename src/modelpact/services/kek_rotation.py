@@ -12,7 +12,10 @@
    row update, an artifact blob replace); the sealed bytes are never touched.  An item
    that opens under the new KEK already is skipped, so a second run after a kill redoes
    nothing.  Passes repeat until one finds nothing left to do: that last pass is the check
-   that every item opens under the new KEK.
+   that every item opens under the new KEK.  It starts at least :data:`SETTLE_SECONDS`
+   after the new KEK appeared (waiting if need be), so an item wrapped under the old KEK
+   by a process that looked at the files just before, and written a moment later, is
+   re-wrapped too rather than left to a key about to be deleted.
 3. *Finish.*  An audit entry (key ids and counts, never key bytes) is appended, then the
    new key file replaces ``keys/kek.key`` (``os.replace``, folder flushed): the old KEK is
    gone.  The entry comes first, so a crash between the two leaves a log that says more,
@@ -53,6 +56,11 @@ __all__ = [
 #: real ``modelpact keys rotate-kek`` process halfway.  Never set it in production.
 PACE_VARIABLE = "MODELPACT_KEK_ROTATION_PACE"
 _MAX_PASSES = 5
+#: The longest a writer takes between wrapping under the KEK it found on disk and storing
+#: what it wrapped (each wraps right before its write: a registration after its artifact is
+#: stored, a partner key just before its blob): the last pass begins at least this long
+#: after the new KEK appeared.
+SETTLE_SECONDS = 1.0
 
 _KINDS: tuple[tuple[str, Callable[[Workspace, Tick], RewrapTally]], ...] = (
     ("model_versions", rewrap_model_keys),
@@ -83,7 +91,13 @@ class RotationReport:
         return sum(t.already for t in self.tallies.values())
 
 
-def rotate_kek(ws: Workspace, *, tick: Tick | None = None, actor: str = "owner") -> RotationReport:
+def rotate_kek(
+    ws: Workspace,
+    *,
+    tick: Tick | None = None,
+    actor: str = "owner",
+    settle: float = SETTLE_SECONDS,
+) -> RotationReport:
     """Begin (or resume) a KEK rotation and carry it to its end (see the module's text)."""
     resumed = _begin(ws, actor)
     kek = ws.kek()
@@ -92,7 +106,9 @@ def rotate_kek(ws: Workspace, *, tick: Tick | None = None, actor: str = "owner")
     step = _pacer(tick)
     totals = {kind: RewrapTally() for kind, _ in _KINDS}
     first: dict[str, int] = {}
-    for passes in range(1, _MAX_PASSES + 1):
+    passes = waited = 0
+    while passes < _MAX_PASSES + waited:
+        passes += 1
         done = {kind: rewrap(ws, step) for kind, rewrap in _KINDS}
         for kind, tally in done.items():
             totals[kind].rewrapped += tally.rewrapped
@@ -100,7 +116,11 @@ def rotate_kek(ws: Workspace, *, tick: Tick | None = None, actor: str = "owner")
             if passes == 1:
                 first[kind] = tally.already
         if all(t.rewrapped == 0 and t.raced == 0 for t in done.values()):
-            break
+            left = _settle_left(ws, settle)
+            if left <= 0:
+                break
+            time.sleep(left)  # then one more pass, which is the last
+            waited = 1
     else:
         raise StorageUnavailable(
             "wrapped keys kept changing while the KEK was rotated",
@@ -111,6 +131,15 @@ def rotate_kek(ws: Workspace, *, tick: Tick | None = None, actor: str = "owner")
     report = RotationReport(previous, ring.newest.key_id, resumed, passes, totals)
     _finish(ws, report, actor)
     return report
+
+
+def _settle_left(ws: Workspace, settle: float) -> float:
+    """Seconds until ``settle`` has passed since the new KEK file was written."""
+    try:
+        written = os.stat(ws.next_kek_path).st_mtime
+    except FileNotFoundError:
+        return 0.0  # another rotate-kek finished meanwhile
+    return min(settle, written + settle - time.time())
 
 
 def _begin(ws: Workspace, actor: str) -> bool:

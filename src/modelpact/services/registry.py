@@ -203,9 +203,11 @@ class ModelRegistry:
         ad = _associated_data(model, version)
         data_key = DataKey.generate()
         sealed = data_key.seal(data, ad)
-        wrapped = ws.kek().wrap(data_key, ad)
         digest = "sha256:" + sha256_hex(data)
         ws.artifacts.put(key, sealed)
+        # Wrapped last, right before its row is written: a KEK rotation that begins in
+        # between re-wraps the row (services/kek_rotation.py, SETTLE_SECONDS).
+        wrapped = ws.kek().wrap(data_key, ad)
         try:
             with ws.store.unit_of_work() as uow:
                 uow.models.add_version(
