@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 
@@ -59,3 +60,19 @@ def test_a_next_key_others_can_read_is_refused_in_one_line(cli: Cli, tmp_path: P
     os.chmod(path, 0o600)
     path.write_text("not a key\n")
     assert_one_line_error(cli("--workspace", workspace, "keys", "status"), "kek.next.key")
+
+
+def test_a_second_rotate_kek_at_the_same_time_fails_in_one_line(cli: Cli, tmp_path: Path) -> None:
+    workspace = tmp_path / "owner"
+    assert cli("init", workspace).code == 0
+    before = _kek_id(workspace)
+    fd = os.open(workspace / "keys" / "kek-rotation.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a rotation running in another process
+        refused = cli("--workspace", workspace, "keys", "rotate-kek")
+    finally:
+        os.close(fd)
+    assert_one_line_error(refused, "another KEK rotation is running")
+    assert _kek_id(workspace) == before
+    assert not (workspace / "keys" / "kek.next.key").exists()
+    assert cli("--workspace", workspace, "keys", "rotate-kek").code == 0

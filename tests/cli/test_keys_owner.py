@@ -3,7 +3,9 @@ follows it from the old key, charters signed before stay valid, an interruption 
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -66,22 +68,17 @@ def test_a_handover_signed_by_one_key_only_fails_audit_verify(
     assert "not signed by its old key" in refused.out
 
 
+@pytest.mark.parametrize("step", ["_append_once", "_swap_keys"])
 def test_an_interrupted_rotate_owner_resumes(
-    cli: Cli, setup: Setup, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    cli: Cli, setup: Setup, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, step: str
 ) -> None:
     old = setup.owner_key
 
-    real = owner_keys.finish_key_swap
-    calls: list[Path] = []
+    def crash(*args: object) -> None:
+        raise StorageUnavailable("simulated power cut")
 
-    def crash(root: Path) -> bool:  # the CLI's own call first; the rotation's call fails
-        calls.append(root)
-        if len(calls) > 1:
-            raise StorageUnavailable("simulated power cut")
-        return real(root)
-
-    with monkeypatch.context() as patch:  # cut between the .pub and the key renames
-        patch.setattr(owner_keys, "finish_key_swap", crash)
+    with monkeypatch.context() as patch:  # cut after the .pub names the new key
+        patch.setattr(owner_keys, step, crash)
         assert_one_line_error(cli("keys", "rotate-owner"), "simulated power cut")
     # The workspace does not open half swapped...
     assert_one_line_error(cli("partner", "list"), "does not match")
@@ -97,3 +94,19 @@ def test_an_interrupted_rotate_owner_resumes(
     assert verified.code == 0, verified.out
     actions = [e["entry"].get("action") for e in json.loads(export.read_text())["entries"]]
     assert actions.count("owner.key_handover") == 1
+
+
+def test_rotate_owner_while_another_runs_fails_at_once(cli: Cli, setup: Setup) -> None:
+    old = pub(setup)
+    lock = setup.workspace / owner_keys.ROTATION_LOCK
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # what a running 'keys rotate-owner' holds
+        refused = cli("keys", "rotate-owner")
+    finally:
+        os.close(fd)
+    assert_one_line_error(refused, "another owner-key rotation is running")
+    assert pub(setup) == old
+    assert not (setup.workspace / owner_keys.NEXT_KEY).exists()
+    assert cli("keys", "rotate-owner").code == 0  # once it is released
+    assert pub(setup) != old

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 import pytest
@@ -156,7 +156,7 @@ def app(ws: Workspace, gateway: Gateway) -> Any:
 
 
 @contextlib.contextmanager
-def running(app: Any, *, lifespan: str = "off", **ssl: Any) -> Iterator[str]:
+def running(app: Any, *, lifespan: Literal["on", "off"] = "off", **ssl: Any) -> Iterator[str]:
     """Serve ``app`` with a real uvicorn on 127.0.0.1 (an ephemeral port) in a thread;
     ``lifespan="on"`` runs its start-up and shut-down as ``modelpact serve`` does."""
     config = uvicorn.Config(

@@ -5,6 +5,7 @@ prunes what they left in the log once their retention is over, keeping the log v
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import stat
@@ -23,15 +24,19 @@ from modelpact.audit.entries import (
     PrunedEntry,
     SessionEntry,
 )
+from modelpact.audit.log import append_within
 from modelpact.audit.tree import leaf_hash, verify_inclusion
 from modelpact.cli.charter import verify_exit_report
 from modelpact.cli.terminal import replace_durably
-from modelpact.errors import Denied
+from modelpact.errors import Denied, StorageUnavailable
 from modelpact.gateway.app import Gateway
 from modelpact.services import CharterDesk, Workspace
 from modelpact.services.audit import AuditDesk
+from modelpact.services.envelopes import open_for_partner, seal_for_partner
 from modelpact.services.exit import ExitDesk
 from modelpact.services.expiry import ExpirySweep, Sweeper
+from modelpact.services.key_budget import KeyLimits
+from modelpact.services.partner_keys import KeyDestroyed, PartnerDataKeys
 from modelpact.services.watermarking import WatermarkDesk
 from tests.gateway.conftest import (  # noqa: F401 - fixtures are used by name
     MODEL,
@@ -203,6 +208,106 @@ def test_a_pruned_entry_nobody_explains_fails_verification(
     report = verify_export(json.dumps(document), ws.owner_verify_key)
     assert not report.ok
     assert any(f"entry {acme_receipt} is pruned, but no log.prune" in p for p in report.problems)
+
+
+def test_retention_prunes_only_the_charters_partners_own_entries(
+    app: Any, ws: Workspace, gateway: Gateway, clock: Clock
+) -> None:
+    """A refused session open records whoever the request claimed to be, with the charter
+    it named: another party's attempt under acme's charter is not acme's to be forgotten."""
+    acme_receipt, _ = use_both(app, ws)
+    claimed = SessionEntry(
+        action="open", actor="globex", charter=ACME, decision="deny", subject="session",
+        reasons=("not this charter's partner",), time=clock.now,
+    )  # fmt: skip
+    with ws.store.unit_of_work() as uow:
+        (foreign,) = append_within(uow, [claimed], now=clock.now)
+    ExitDesk(ws).terminate(ACME, reason="pilot over")
+    clock.advance(days=31)
+    (pruned,) = ExpirySweep(ws, write=WRITE).run().pruned
+    everything = entries(ws)
+    assert isinstance(everything[acme_receipt], PrunedEntry)
+    assert everything[foreign.index] == claimed  # kept whole
+    assert {e.actor for e in everything if isinstance(e, PrunedEntry)} == {"acme"}
+    assert pruned.pruned["session"] == sum(
+        1 for e in everything
+        if isinstance(e, PrunedEntry) and e.prune == pruned.prune_entry
+    ) - pruned.pruned["access"] - pruned.pruned["output"]  # fmt: skip
+    AuditDesk(ws).checkpoint()
+    report = verify_export(AuditDesk(ws).export(), ws.owner_verify_key)
+    assert report.ok, report.problems
+
+
+def _limited(ws: Workspace) -> None:
+    """Tiny key limits, so the partner's data key has later generations and counters."""
+    ws.config = dataclasses.replace(ws.config, key_limits=KeyLimits(1, 2**20))
+    ws._encryptions = None
+    ws._kek = None
+
+
+def _seal(ws: Workspace, n: int) -> str:
+    return seal_for_partner(ws, "acme", ACME, f"secret {n}".encode(), b"ad", kind="t",
+                            fields=("key", "state"))  # fmt: skip
+
+
+def test_an_exit_interrupted_after_the_tombstone_is_completed_by_the_sweep(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tombstone stands, but later generations survived the crash: the sweep does not
+    take the tombstone for a finished exit; it runs the exit again, which shreds them."""
+    _limited(ws)
+    envelopes = [_seal(ws, n) for n in range(3)]
+    generations = PartnerDataKeys.name("acme", ACME, 2).rpartition("/")[0]
+    assert ws.artifacts.keys(generations)  # generations 2 and 3
+    original = PartnerDataKeys._sweep
+
+    def crash(*args: Any) -> None:
+        raise StorageUnavailable("the process died while deleting later generations")
+
+    monkeypatch.setattr(PartnerDataKeys, "_sweep", crash)
+    with pytest.raises(StorageUnavailable):
+        ExitDesk(ws).terminate(ACME, reason="pilot over")
+    monkeypatch.setattr(PartnerDataKeys, "_sweep", original)
+    assert PartnerDataKeys(ws).tombstone("acme", ACME) is not None
+    assert ExitDesk(ws).leftovers("acme", ACME)  # generations and counters survived
+
+    sweep = ExpirySweep(ws, write=WRITE)
+    done = sweep.run()
+    assert [(e.charter, e.resumed) for e in done.ended] == [(ACME, True)], done.failures
+    assert ExitDesk(ws).leftovers("acme", ACME) == []
+    assert ws.artifacts.keys(generations) == []
+    assert [e.subject for e in admin(ws, "exit.data_key_destroyed")] == [f"acme/{ACME}"]
+    for envelope in envelopes:
+        with pytest.raises(KeyDestroyed):
+            open_for_partner(ws, "acme", ACME, envelope, b"ad", kind="t",
+                             fields=("key", "state"), what="a record")  # fmt: skip
+    assert sweep.run().ended == [] and ExpirySweep(ws, write=WRITE).run().ended == []
+
+
+def test_an_exit_whose_destruction_the_log_lacks_is_completed_by_the_sweep(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key is gone, but the process died before the log said so: the sweep completes
+    the exit, so the log (and the report) record the destruction."""
+    original = PartnerDataKeys.destroy
+
+    def destroyed_then_died(self: PartnerDataKeys, *args: Any, **kwargs: Any) -> Any:
+        original(self, *args, **kwargs)
+        raise StorageUnavailable("the process died before the log entry")
+
+    monkeypatch.setattr(PartnerDataKeys, "destroy", destroyed_then_died)
+    with pytest.raises(StorageUnavailable):
+        ExitDesk(ws).terminate(ACME, reason="pilot over")
+    monkeypatch.setattr(PartnerDataKeys, "destroy", original)
+    assert ExitDesk(ws).leftovers("acme", ACME) == [] and admin(ws, "exit.data_key_destroyed") == []
+
+    done = ExpirySweep(ws, write=WRITE).run()
+    assert [(e.charter, e.resumed) for e in done.ended] == [(ACME, True)], done.failures
+    assert [e.subject for e in admin(ws, "exit.data_key_destroyed")] == [f"acme/{ACME}"]
+    document = verify_exit_report(
+        done.ended[0].report.read_text(), ws.owner_verify_key, charter=ACME
+    )
+    assert document["destroyed"][1]["entry"] is not None
 
 
 def test_watermark_keys_go_with_the_retention(

@@ -4,25 +4,41 @@ rotation interrupted — by an exception or a real SIGKILL — resumes and compl
 from __future__ import annotations
 
 import base64
+import contextlib
+import dataclasses
+import fcntl
 import json
 import os
+import shutil
 import signal
+import stat
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from modelpact.audit.entries import AdminEntry, decode_entry
-from modelpact.crypto import KeyEncryptionKey, SigningKey
-from modelpact.errors import Tampered
+from modelpact.crypto import DataKey, KeyEncryptionKey, SigningKey
+from modelpact.errors import StorageUnavailable, Tampered
 from modelpact.services import ModelRegistry, PartnerDirectory, Workspace, open_workspace
 from modelpact.services.envelopes import open_for_partner, seal_envelope, seal_for_partner
-from modelpact.services.kek_rotation import PACE_VARIABLE, kek_status, key_warnings, rotate_kek
+from modelpact.services.kek import KEK_LOCK_FILE, Wrap, file_lock
+from modelpact.services.kek_rotation import (
+    PACE_VARIABLE,
+    ROTATION_LOCK_FILE,
+    kek_status,
+    key_warnings,
+    rotate_kek,
+)
+from modelpact.services.key_budget import KeyLimits
 from modelpact.services.monitoring import _open_state
-from modelpact.services.partner_keys import PartnerDataKeys
+from modelpact.services.partner_keys import KeyDestroyed, PartnerDataKeys
 from modelpact.services.watermarking import WatermarkDesk
 from modelpact.store import MonitorStateRecord
 from tests.services.conftest import START
@@ -69,10 +85,10 @@ def populate(ws: Workspace, onnx_bytes: bytes) -> Items:
         sealed[(partner, charter)] = (_seal(ws, partner, charter, text), text)
     desk = WatermarkDesk(ws)
     watermark = {p: desk.keys(p).prf.secret() for p in ("acme", "globex")}
-    state = seal_envelope(
-        ws, b'{"queries": 3}', _legacy_ad(), kind=_LEGACY, fields=_FIELDS
-    )  # as saved before partner keys existed
-    with ws.store.unit_of_work() as uow:
+    with ws.kek().wrapping() as wrap, ws.store.unit_of_work() as uow:
+        state = seal_envelope(
+            wrap, b'{"queries": 3}', _legacy_ad(), kind=_LEGACY, fields=_FIELDS
+        )  # as saved before partner keys existed
         uow.monitor.save_state(MonitorStateRecord("acme", "c0", "m", state=state, updated_at=START))
     return Items(sealed, watermark, state)
 
@@ -335,33 +351,253 @@ def test_replace_is_a_compare_and_set(workspace: Workspace) -> None:
 
 
 def test_a_key_wrapped_under_the_old_kek_just_before_the_rotation_is_not_left_behind(
-    workspace: Workspace, onnx_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+    workspace: Workspace, onnx_bytes: bytes
 ) -> None:
-    """A writer that wrapped under the old KEK a moment before the new one appeared stores
-    its wrap after a pass found nothing left: the pass after the settle time re-wraps it."""
-    from modelpact.services import kek_rotation
-
+    """A registration wraps its data key under the old KEK, then takes longer than any
+    fixed wait before its row is committed (SQLite's busy_timeout, PostgreSQL's lock
+    timeout: seconds).  The rotation waits for it on the KEK lock, then re-wraps the row."""
     items = populate(workspace, onnx_bytes)
-    keys = PartnerDataKeys(workspace)
-    late = keys.key("late", "c9", create=True)  # the data key the slow writer is storing
-    name = keys.name("late", "c9")
-    blob = workspace.artifacts.get(name)  # wrapped under the old KEK
-    workspace.artifacts.delete(name)  # not stored yet when the rotation begins
-    stored: list[float] = []
+    old = kek_file(workspace)
+    kek = workspace.kek()
+    real_wrap = kek.wrap
+    wrapped_old = threading.Event()
 
-    class Clock:  # the rotation's clock: the write lands while it waits out the settle time
-        time = staticmethod(time.time)
+    def slow_wrap(data_key: DataKey, ad: bytes) -> bytes:
+        wrapped = real_wrap(data_key, ad)
+        if threading.current_thread().name == "writer":
+            wrapped_old.set()
+            deadline = time.monotonic() + 10
+            while not workspace.next_kek_path.exists():  # the rotation has begun...
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            time.sleep(0.5)  # ...and the writer is still on its way to the commit
+        return wrapped
 
-        @staticmethod
-        def sleep(seconds: float) -> None:
-            if not stored:
-                workspace.artifacts.put(name, blob)
-                stored.append(seconds)
-            time.sleep(seconds)
+    real_wrapping = kek.wrapping
+    committed = threading.Event()
 
-    monkeypatch.setattr(kek_rotation, "time", Clock)
-    report = rotate_kek(workspace, settle=1.0)
-    assert stored and 0 < stored[0] <= 1.0 and not workspace.next_kek_path.exists()
-    assert report.tallies["partner_keys"].rewrapped == len(CHARTERS) + 1  # and the late one
-    assert keys.key("late", "c9").secret() == late.secret()  # only the new KEK is left
+    @contextlib.contextmanager
+    def wrapping() -> Iterator[Wrap]:
+        with real_wrapping() as wrap:
+            yield wrap
+            if threading.current_thread().name == "writer":
+                committed.set()  # the row is committed; the lock is not released yet
+
+    kek.wrap = slow_wrap  # type: ignore[method-assign]
+    kek.wrapping = wrapping  # type: ignore[method-assign]
+    errors: list[BaseException] = []
+
+    def register() -> None:
+        try:
+            ModelRegistry(workspace).add("m", onnx_bytes, version="3", source="m.onnx")
+        except BaseException as exc:
+            errors.append(exc)
+
+    writer = threading.Thread(target=register, name="writer")
+    writer.start()
+    assert wrapped_old.wait(30)
+    committed_at_first_item: list[bool] = []
+
+    def tick() -> None:
+        if not committed_at_first_item:
+            committed_at_first_item.append(committed.is_set())
+
+    try:
+        report = rotate_kek(workspace, tick=tick)
+    finally:
+        writer.join(30)
+    assert errors == []
+    assert committed_at_first_item == [True]  # the passes began after the commit
+    assert report.tallies["model_versions"].rewrapped == 3  # versions 1, 2 and the late 3
+    new = kek_file(workspace)
+    with workspace.store.unit_of_work() as uow:
+        late = uow.models.get_version("m", "3").wrapped_key
+    assert opens(new, late, b"modelpact/model/m/3") and not opens(old, late, b"modelpact/model/m/3")
+    ModelRegistry(workspace).verify("m", "3")  # only the new KEK is left
     assert_all_readable(workspace, items)
+
+
+def test_every_writer_wraps_and_stores_inside_the_kek_lock(
+    workspace: Workspace, onnx_bytes: bytes
+) -> None:
+    """Model versions, partner keys (first and later generations) and watermark keys."""
+    ws = workspace
+    ws.config = dataclasses.replace(ws.config, key_limits=KeyLimits(1, 100))
+    ws._encryptions = None
+    ws._kek = None
+    PartnerDirectory(ws).enrol("acme", SigningKey.generate().verify_key.encode())
+    kek = ws.kek()
+    lock = ws.root / KEK_LOCK_FILE
+    real_wrap, real_put = kek.wrap, ws.artifacts.put
+    held: list[tuple[str, bool]] = []
+
+    def lock_held() -> bool:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def wrap(data_key: DataKey, ad: bytes) -> bytes:
+        held.append((ad.decode(), lock_held()))
+        return real_wrap(data_key, ad)
+
+    def put(name: str, data: bytes) -> None:
+        if name.startswith("partner-key"):
+            held.append((name, lock_held()))
+        real_put(name, data)
+
+    kek.wrap = wrap  # type: ignore[method-assign]
+    ws.artifacts.put = put  # type: ignore[method-assign]
+    ModelRegistry(ws).add("m", onnx_bytes, version="1", source="m.onnx")
+    _seal(ws, "acme", "c", b"one"), _seal(ws, "acme", "c", b"two")  # generations 1 and 2
+    WatermarkDesk(ws).keys("acme")
+    assert {what for what, _ in held} == {
+        "modelpact/model/m/1",
+        "partner-data-key/acme/c",
+        "partner-keys/acme/c",
+        "partner-data-key/acme/c/2",
+        "partner-key-generations/acme/c/2",
+        "watermark-keys/acme",
+    }
+    assert all(inside for _, inside in held), held
+
+
+def test_a_writer_that_wraps_after_the_rotation_began_uses_the_new_kek_without_waiting(
+    workspace: Workspace,
+) -> None:
+    kek = workspace.kek()
+    old = kek_file(workspace)
+    KeyEncryptionKey.generate().save(workspace.next_kek_path)  # a rotation's first step
+    with kek.wrapping() as wrap:
+        wrapped = wrap(DataKey.generate(), b"x")
+        kek.lock_timeout = 0.2
+        with pytest.raises(StorageUnavailable, match="writers kept"):
+            kek.await_writers()  # a rotation waits for this writer...
+    kek.await_writers()  # ...and no longer once it is done
+    assert opens(KeyEncryptionKey.load(workspace.next_kek_path), wrapped, b"x")
+    assert not opens(old, wrapped, b"x")
+
+
+def test_a_writer_waits_for_the_kek_lock_a_bounded_time(workspace: Workspace) -> None:
+    kek = workspace.kek()
+    kek.lock_timeout = 0.2
+    lock = workspace.root / KEK_LOCK_FILE
+    with file_lock(lock, exclusive=True, timeout=0, busy=lambda: StorageUnavailable("held")):
+        started = time.monotonic()
+        with pytest.raises(StorageUnavailable, match="stayed taken") as refused, kek.wrapping():
+            pass
+        assert time.monotonic() - started < 5
+    assert "rotate-kek" in refused.value.diagnostics()
+    assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+    with kek.wrapping() as wrap:  # free again
+        wrap(DataKey.generate(), b"x")
+
+
+def test_a_second_rotation_at_the_same_time_fails_at_once(workspace: Workspace) -> None:
+    lock = workspace.root / ROTATION_LOCK_FILE
+    with file_lock(lock, exclusive=True, timeout=0, busy=lambda: StorageUnavailable("held")):
+        started = time.monotonic()
+        with pytest.raises(StorageUnavailable, match="another KEK rotation is running"):
+            rotate_kek(workspace)
+        assert time.monotonic() - started < 1
+    assert not workspace.next_kek_path.exists()  # it began nothing
+    rotate_kek(workspace)  # free again
+
+
+def test_a_ring_read_across_a_replace_has_the_live_key_once_and_keeps_its_counter(
+    workspace: Workspace,
+) -> None:
+    """Another rotation's replace between the two reads: both files hold the new key."""
+    kek = workspace.kek()
+    kek.wrap(DataKey.generate(), b"x")
+    live = kek_file(workspace)
+    counter = f"key-usage/kek/{live.key_id}"
+    assert counter in workspace.encryptions().reserved()
+    shutil.copy(workspace.root / "keys" / "kek.key", workspace.next_kek_path)
+    assert [k.key_id for k in kek.reload().keys] == [live.key_id]
+    report = rotate_kek(workspace)
+    assert report.previous == "none" and report.current == live.key_id
+    assert counter in workspace.encryptions().reserved()  # not forgotten: its key is live
+    assert kek_file(workspace).key_id == live.key_id
+
+
+def test_the_next_kek_is_never_seen_empty_or_half_written(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between any two steps of writing ``kek.next.key`` another process finds no file or
+    the whole key (checked at every ``open`` the writer makes)."""
+    path = workspace.next_kek_path
+    new = KeyEncryptionKey.generate(created_at=START)
+    real_open = os.open
+    seen: list[str] = []
+
+    def watching_open(*args: Any, **kwargs: Any) -> int:
+        fd = real_open(*args, **kwargs)
+        if os.path.lexists(path):
+            with open(path, "rb") as handle:
+                text = handle.read()
+            seen.append("whole" if text.strip() and json.loads(text)["id"] else "partial")
+        else:
+            seen.append("absent")
+        return fd
+
+    monkeypatch.setattr(os, "open", watching_open)
+    new.save(path)
+    monkeypatch.undo()
+    assert "partial" not in seen and seen[-1] == "whole", seen
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in path.parent.iterdir() if p.name.endswith("~")] == []
+    assert KeyEncryptionKey.load(path).key_id == new.key_id
+
+
+def test_an_empty_next_kek_left_by_a_crash_is_ignored_then_replaced(
+    workspace: Workspace, onnx_bytes: bytes
+) -> None:
+    """What a version that created the file before writing it left when killed there."""
+    items = populate(workspace, onnx_bytes)
+    old = kek_file(workspace)
+    fd = os.open(workspace.next_kek_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    assert [k.key_id for k in workspace.kek().reload().keys] == [old.key_id]
+    assert_all_readable(workspace, items)
+    report = rotate_kek(workspace)
+    assert not report.resumed and report.previous == old.key_id
+    assert kek_file(workspace).key_id == report.current != old.key_id
+    assert_all_readable(workspace, items)
+
+
+def test_a_rotation_finishes_the_sweep_of_an_interrupted_destroy(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A destroy killed after its tombstone and before its sweep left later generations;
+    the rotation must not re-wrap them (they would open under the new KEK): it deletes
+    them, and their counters."""
+    ws = workspace
+    ws.config = dataclasses.replace(ws.config, key_limits=KeyLimits(1, 100))
+    ws._encryptions = None
+    ws._kek = None
+    envelopes = [_seal(ws, "acme", "c", f"secret {n}".encode()) for n in range(3)]
+    kept = _seal(ws, "acme", "kept", b"kept")
+    keys = PartnerDataKeys(ws)
+
+    def crash(*_args: object) -> None:
+        raise Interrupted
+
+    monkeypatch.setattr(PartnerDataKeys, "_sweep", crash)
+    with pytest.raises(Interrupted):
+        keys.destroy("acme", "c", terminated_at=START)
+    monkeypatch.undo()
+    assert ws.artifacts.keys("partner-key-generations/acme/c") != []  # left behind
+    report = rotate_kek(ws)
+    assert report.tallies["partner_keys"].rewrapped == 1  # the kept charter's key alone
+    assert ws.artifacts.keys("partner-key-generations/acme/c") == []
+    assert ws.artifacts.keys("key-usage/partner/acme/c") == []
+    assert keys.tombstone("acme", "c") is not None
+    for envelope in envelopes:
+        with pytest.raises(KeyDestroyed):
+            _open(ws, "acme", "c", envelope)
+    assert _open(ws, "acme", "kept", kept) == b"kept"

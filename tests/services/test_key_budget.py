@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import pytest
 
-from modelpact.crypto import GCM_SEAL_LIMIT, DataKey
+from modelpact.crypto import GCM_SEAL_LIMIT, DataKey, KeyEncryptionKey
 from modelpact.errors import InvalidInput, Tampered
 from modelpact.services import Workspace
 from modelpact.services.envelopes import open_for_partner, seal_for_partner
@@ -140,6 +141,46 @@ def test_the_kek_fails_closed_past_its_limit_and_warns_before(workspace: Workspa
     status = kek_status(ws)
     assert [u.reserved for u in status.uses if u.kind == "kek"] == [1]
     assert key_warnings(status) == []
+
+
+def test_a_partner_key_older_than_its_counter_moves_to_a_new_generation_at_once(
+    workspace: Workspace,
+) -> None:
+    """A first generation made before seals were counted has no counter: it may have sealed
+    any number of records, so it is taken as due, never as fresh."""
+    ws = limited(workspace, rotate_at=1000, limit=2000)
+    first = seal(ws, 0)
+    assert json.loads(first).get("generation", 1) == 1  # a key made now: counted from 0
+    ws.encryptions().forget("key-usage/partner/acme/c/1")  # as before counters existed
+    fresh = limited(ws, rotate_at=1000, limit=2000)  # a process started after the upgrade
+    second = seal(fresh, 1)
+    assert json.loads(second)["generation"] == 2
+    assert [open_(fresh, e) for e in (first, second)] == [b"r0", b"r1"]
+    counts = {u.key_id: u.reserved for u in kek_status(fresh).uses}
+    assert counts["partner/acme/c/1"] > 1000 and counts["partner/acme/c/2"] >= 1
+
+
+def test_a_new_partner_key_generation_starts_its_counter_at_zero(workspace: Workspace) -> None:
+    ws = limited(workspace, rotate_at=3, limit=6)
+    PartnerDataKeys(ws).key("acme", "c", create=True)
+    assert ws.encryptions().reserved()["key-usage/partner/acme/c/1"] == 0
+    assert [json.loads(seal(ws, n)).get("generation", 1) for n in range(4)] == [1, 1, 1, 2]
+
+
+def test_a_kek_from_before_counters_is_due_for_rotation_at_once(workspace: Workspace) -> None:
+    """A key file without an id dates from before counting: its count is unknown."""
+    ws = limited(workspace, rotate_at=100, limit=200)
+    path = ws.root / "keys" / "kek.key"
+    path.unlink()  # nothing is wrapped under it yet in this workspace
+    KeyEncryptionKey(os.urandom(32)).save(path)  # id "legacy", no date
+    ws._kek = None
+    status = kek_status(ws)
+    assert [(u.key_id, u.reserved) for u in status.uses if u.kind == "kek"] == [("kek/legacy", 100)]
+    ws.kek().wrap(DataKey.generate(), b"x")
+    (warning,) = key_warnings(kek_status(ws))
+    assert "legacy" in warning[0] and "rotate-kek" in warning[1]
+    rotate_kek(ws)  # a new KEK, with an id: counted from its first wrap
+    assert key_warnings(kek_status(ws)) == []
 
 
 def test_limits_come_from_the_workspace_configuration() -> None:

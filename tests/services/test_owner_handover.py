@@ -3,6 +3,7 @@ interrupted rotation finishes when run again."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -12,17 +13,20 @@ from modelpact.audit.entries import AdminEntry, decode_entry
 from modelpact.audit.handover import HANDOVER_ACTION, follow_handovers, handovers_in
 from modelpact.audit.handover_export import verify_export_following
 from modelpact.crypto import SigningKey, VerifyKey
-from modelpact.errors import StorageUnavailable, Tampered
+from modelpact.errors import AlreadyExists, StorageUnavailable, Tampered
 from modelpact.services import Workspace, open_workspace, owner_keys
 from modelpact.services.audit import AuditDesk
 from modelpact.services.owner_keys import (
     NEXT_KEY,
     PENDING_FILE,
+    ROTATION_LOCK,
     finish_key_swap,
+    handover_proofs,
     is_owner_key,
     owner_key_chain,
     rotate_owner_key,
 )
+from tests.services.conftest import FixedClock
 
 
 def handover_indexes(ws: Workspace) -> list[int]:
@@ -128,7 +132,7 @@ def test_a_rotation_cut_between_its_two_renames_is_finished_before_the_workspace
 ) -> None:
     old = workspace.owner_verify_key
     with monkeypatch.context() as patch:
-        _interrupt(patch, "finish_key_swap")
+        _interrupt(patch, "_swap_keys")
         with pytest.raises(StorageUnavailable):
             rotate_owner_key(workspace)
     root = workspace.root
@@ -187,7 +191,7 @@ def test_a_process_left_running_follows_the_handover(
         old = running.owner_verify_key
         assert owner_key_chain(running).open_checkpoint(log.checkpoint().note)
         with monkeypatch.context() as patch:
-            _interrupt(patch, "finish_key_swap")  # the handover is logged, the swap is not
+            _interrupt(patch, "_swap_keys")  # the handover is logged, the swap is not
             with pytest.raises(StorageUnavailable):
                 rotate_owner_key(workspace)
         entry = AdminEntry(time=workspace.clock(), actor="owner", action="test.entry", subject="x")
@@ -208,4 +212,136 @@ def test_a_process_left_running_follows_the_handover(
         assert chain.open_checkpoint(signed.note).size == signed.size
     finally:
         log.close()
+        running.store.close()
+
+
+def _rotate_again_while_signing_the_first(
+    monkeypatch: pytest.MonkeyPatch, first: Workspace, second: Workspace, clock: FixedClock
+) -> list[BaseException | int]:
+    """Start a rotation of ``second`` while ``first``'s rotation has written its next
+    key and signs the old key's last checkpoint (before its pending file exists); the
+    first then signs its handover a second later (other bytes)."""
+    real = Workspace.checkpoint
+    outcome: list[BaseException | int] = []
+
+    def checkpoint(self: Workspace) -> Any:
+        if self is first and not outcome:
+            assert (first.root / NEXT_KEY).exists() and not (first.root / PENDING_FILE).exists()
+            try:
+                outcome.append(rotate_owner_key(second).index)
+            except StorageUnavailable as exc:
+                outcome.append(exc)
+            clock.advance(seconds=1)
+        return real(self)
+
+    monkeypatch.setattr(Workspace, "checkpoint", checkpoint)
+    return outcome
+
+
+def test_a_second_rotation_while_one_runs_fails_at_once(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, clock: FixedClock
+) -> None:
+    """Two 'keys rotate-owner' at once would sign two handovers from one key (a fork no
+    verifier accepts, in an append-only log): the second one stops before anything."""
+    old = workspace.owner_verify_key
+    second = open_workspace(workspace.root, clock=workspace.clock)
+    try:
+        outcome = _rotate_again_while_signing_the_first(monkeypatch, workspace, second, clock)
+        rotation = rotate_owner_key(workspace)
+    finally:
+        second.store.close()
+    (refused,) = outcome
+    assert isinstance(refused, StorageUnavailable)
+    assert refused.summary == "another owner-key rotation is running"
+    assert handover_indexes(workspace) == [rotation.index]
+    assert owner_key_chain(workspace).keys == (old, rotation.new_key)
+    assert is_owner_key(workspace, old)
+    assert (workspace.root / ROTATION_LOCK).stat().st_mode & 0o777 == 0o600
+    rotate_owner_key(workspace)  # the lock is released once a rotation ends
+
+
+def test_the_log_refuses_a_second_handover_from_the_same_key(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, clock: FixedClock
+) -> None:
+    """Without the folder's lock (two machines sharing the database), the log itself
+    refuses a handover from a key that already handed over."""
+    old = workspace.owner_verify_key
+    monkeypatch.setattr(owner_keys, "_rotation_lock", lambda root: contextlib.nullcontext())
+    second = open_workspace(workspace.root, clock=workspace.clock)
+    try:
+        outcome = _rotate_again_while_signing_the_first(monkeypatch, workspace, second, clock)
+        with pytest.raises(AlreadyExists, match="already hands owner key") as refused:
+            rotate_owner_key(workspace)
+        assert "another rotation ran against this database" in refused.value.hint
+        (first_index,) = outcome
+        assert handover_indexes(second) == [first_index]  # one handover, never two
+        chain = owner_key_chain(second)
+        assert chain.keys[0] == old and chain.boundaries == (first_index,)
+        assert is_owner_key(second, old)
+    finally:
+        second.store.close()
+
+
+def test_a_rotation_cut_before_its_append_logs_the_handover_before_the_new_key_signs(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cut after the .pub names the new key, before the handover is logged: the new key
+    is put in place only once its handover is in the log, so a process left running
+    never signs with it a tree that does not hold the handover."""
+    from modelpact.audit.log import AuditLog
+
+    root = workspace.root
+    running = open_workspace(root, clock=workspace.clock)  # a gateway, opened before
+    log = AuditLog(running.store, key=running.signing_key, origin=running.log_origin,
+                   clock=running.clock)  # fmt: skip
+    try:
+        old = running.owner_verify_key
+        with monkeypatch.context() as patch:
+            _interrupt(patch, "_append_once")
+            with pytest.raises(StorageUnavailable):
+                rotate_owner_key(workspace)
+        assert handover_indexes(running) == []
+        entry = AdminEntry(time=workspace.clock(), actor="owner", action="test.entry", subject="x")
+        log.append(entry)
+        with pytest.raises(StorageUnavailable, match="being handed over"):
+            log.checkpoint()  # the .pub names the new key: neither key signs
+        assert finish_key_swap(root)
+        (index,) = handover_indexes(running)  # logged before the new key came into use
+        log.append(entry)
+        signed = log.checkpoint()  # the running process now signs with the new key
+        assert signed.size > index
+        fresh = open_workspace(root, clock=workspace.clock)
+        try:
+            rotation = rotate_owner_key(fresh)
+            chain = owner_key_chain(fresh)
+        finally:
+            fresh.store.close()
+        assert rotation.resumed and rotation.index == index
+        assert handover_indexes(running) == [index]
+        assert chain.keys == (old, rotation.new_key)
+        assert chain.open_checkpoint(signed.note).size == signed.size
+    finally:
+        log.close()
+        running.store.close()
+
+
+def test_finish_key_swap_leaves_a_workspace_that_opens_alone(workspace: Workspace) -> None:
+    assert not finish_key_swap(workspace.root)  # nothing under way: nothing moves
+    rotate_owner_key(workspace)
+    assert not finish_key_swap(workspace.root)
+    open_workspace(workspace.root).store.close()
+
+
+def test_a_process_opened_before_a_rotation_proves_its_handovers(workspace: Workspace) -> None:
+    """A running gateway answers /v1/log/handovers right after a rotation, before it
+    signs its next checkpoint (its cached key is the old one)."""
+    running = open_workspace(workspace.root, clock=workspace.clock)
+    try:
+        old = running.owner_verify_key  # cached
+        rotation = rotate_owner_key(workspace)
+        (proof,) = handover_proofs(running, rotation.checkpoint.size)
+        assert proof.index == rotation.index
+        assert owner_key_chain(running).keys == (old, rotation.new_key)
+        assert running.owner_verify_key == rotation.new_key
+    finally:
         running.store.close()

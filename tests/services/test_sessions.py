@@ -6,6 +6,7 @@ import base64
 import hashlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -18,7 +19,13 @@ from modelpact.store import CharterRecord
 from modelpact.store._schema import session_challenges
 from modelpact.store._schema import sessions as sessions_table
 from modelpact.store.sql import create_store_engine
-from modelpact.wire import Challenge, SessionGrant, SessionRequest, session_message
+from modelpact.wire import (
+    Challenge,
+    PartnerKeyRotation,
+    SessionGrant,
+    SessionRequest,
+    session_message,
+)
 from tests.factories import FROM, UNTIL
 from tests.services.conftest import START, FixedClock
 from tests.services.test_charters import PARTNER, envelope
@@ -454,3 +461,56 @@ def test_desk_settings_are_checked(ready: Workspace) -> None:
         SessionDesk(ready, audience=AUDIENCE, challenge_ttl=0)
     with pytest.raises(InvalidInput):
         SessionDesk(ready, audience=AUDIENCE, clock_skew=-1)
+
+
+def _rotation(desk: SessionDesk, new: SigningKey, clock: FixedClock) -> PartnerKeyRotation:
+    from modelpact.client.protocol import Identity
+
+    return Identity("acme", PARTNER, CHARTER, PURPOSE).rotation_request(
+        desk.challenge("acme"), new, clock()
+    )
+
+
+def test_a_session_opened_while_the_key_rotates_is_refused(
+    desk: SessionDesk, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The proof is checked in one transaction and the session stored in the next: a
+    rotation committed in between (whoever held the old key may be opening it) wins."""
+    new = SigningKey.generate()
+    rotation = _rotation(desk, new, clock)
+    opening = sign(desk.challenge("acme"), key=PARTNER)  # signed with the old key
+    checked = SessionDesk._checked_charter
+
+    def rotate_in_between(self: SessionDesk, *args: Any) -> Any:
+        assert self.rotate_partner_key(rotation).partner == "acme"
+        return checked(self, *args)
+
+    monkeypatch.setattr(SessionDesk, "_checked_charter", rotate_in_between)
+    with pytest.raises(Unauthenticated, match="rotated while the session was being opened"):
+        desk.open(opening)
+    monkeypatch.undo()
+    assert desk.open(sign(desk.challenge("acme"), key=new)).partner == "acme"
+
+
+def test_of_two_rotations_from_the_same_key_only_one_is_enrolled(
+    desk: SessionDesk, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each proof holds when checked; the second to write finds the key it proved gone."""
+    first, second = SigningKey.generate(), SigningKey.generate()
+    one, two = _rotation(desk, first, clock), _rotation(desk, second, clock)
+    owner_key = Workspace.owner_verify_key
+    raced: list[bool] = []
+
+    def other_rotation_first(ws: Workspace) -> Any:
+        # Read between the check's transaction and the write's: the other rotation lands.
+        if not raced:
+            raced.append(True)
+            desk.rotate_partner_key(two)
+        return owner_key.fget(ws)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(Workspace, "owner_verify_key", property(other_rotation_first))
+    with pytest.raises(Unauthenticated, match="enrolled key changed since the proof"):
+        desk.rotate_partner_key(one)
+    assert raced
+    monkeypatch.undo()
+    assert PartnerDirectory(desk._ws).get("acme").public_key == second.verify_key.encode()

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
+from modelpact.audit.log import prune_within
 from modelpact.errors import AlreadyExists, InvalidInput, NotFound, StorageUnavailable
 from modelpact.store import (
     AuditEntryRecord,
@@ -925,3 +926,22 @@ def test_prune_replaces_payloads_and_keeps_every_hash(store: SqlStore) -> None:
         assert work.audit.entry(2) == record(2)  # nothing of the refused call was written
         with pytest.raises(InvalidInput):
             work.audit.prune({3: b""})
+
+
+def test_a_log_prune_explains_one_charter_only(store: SqlStore) -> None:
+    """The writer refuses what the verifier would report: markers of another charter than
+    the log.prune entry's (the review's reproducer hid an owner entry that way)."""
+    append(store, 3)
+    now = T0 + timedelta(days=40)
+    for victims, detail in (
+        ({1: ("owner", "other-charter")}, {"charter": "never-existed"}),
+        ({1: ("acme", "northwind-acme")}, {"charter": "northwind-globex"}),
+    ):
+        with pytest.raises(InvalidInput, match="one charter"), store.unit_of_work() as work:
+            prune_within(work, victims, actor="expiry", subject=str(detail["charter"]),
+                         now=now, **detail)  # fmt: skip
+    with pytest.raises(InvalidInput, match="one charter"), store.unit_of_work() as work:
+        prune_within(work, {1: ("acme", "northwind-acme")}, actor="expiry",
+                     subject="northwind-acme", now=now, charter="northwind-globex")  # fmt: skip
+    with store.unit_of_work() as work:
+        assert work.audit.size() == 3 and work.audit.entry(1) == record(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import stat
 import threading
@@ -22,7 +23,8 @@ def mode(path: Path) -> int:
 
 
 def leftovers(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.name.endswith("~")]
+    """Temporary files left behind (a folder's ``.lock~`` is not one: it stays by design)."""
+    return [p for p in root.rglob("*") if p.name.endswith("~") and p.name != ".lock~"]
 
 
 @pytest.fixture
@@ -195,6 +197,37 @@ def test_without_hard_links_put_still_refuses_overwrite(
         artifact_store.put(KEY, b"second")
     assert artifact_store.get(KEY) == b"first"
     assert leftovers(artifact_store.root) == []
+
+
+def test_without_hard_links_the_check_and_the_rename_hold_the_folder_lock(
+    artifact_store: LocalArtifactStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Else two puts of one key could both find it free and the second rename the first away."""
+
+    def no_links(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    real_rename = os.rename
+    held: list[bool] = []
+
+    def rename(source: Path, target: Path) -> None:
+        fd = os.open(Path(target).parent / ".lock~", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            held.append(True)
+        else:
+            held.append(False)
+        finally:
+            os.close(fd)
+        real_rename(source, target)
+
+    monkeypatch.setattr(os, "link", no_links)
+    monkeypatch.setattr(os, "rename", rename)
+    artifact_store.put(KEY, b"first")
+    assert held == [True]
+    assert artifact_store.get(KEY) == b"first"
+    assert mode(artifact_store.root.joinpath(*KEY.split("/")).parent / ".lock~") == 0o600
 
 
 def test_symbolic_links_are_not_followed(

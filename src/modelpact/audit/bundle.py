@@ -13,7 +13,12 @@ An entry whose retention period ended holds a
 recorded leaf hash goes into the roots like any other (so a wrong one still breaks
 the signed checkpoints), it is counted as pruned rather than changed, and it must be
 explained by a ``log.prune`` entry the export holds, later in the log, whose range
-covers it.
+covers it.  The verifier cannot see what a pruned entry held, so it holds each prune to
+what the retention policy allows: one charter (the marker's, the prune's subject and
+detail alike), that charter's partner as the marker's actor, the charter's
+``charter.terminate`` entry earlier in the log with the same partner, time and retention
+days, the prune no sooner than the end of that retention, one prune per charter, and as
+many markers as the prune says it pruned and its per-kind counts add up to.
 """
 
 from __future__ import annotations
@@ -24,17 +29,40 @@ import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from modelpact.audit.checkpoint import Checkpoint, open_checkpoint
-from modelpact.audit.entries import PRUNE_ACTION, AdminEntry, PrunedEntry, decode_entry
+from modelpact.audit.entries import (
+    PRUNE_ACTION,
+    TERMINATE_ACTION,
+    AdminEntry,
+    PrunedEntry,
+    decode_entry,
+)
 from modelpact.audit.tree import Frontier, leaf_hash, verify_consistency
 from modelpact.crypto import VerifyKey, canonical_json, constant_time_equal
 from modelpact.errors import InvalidInput, ModelpactError
 
-__all__ = ["EXPORT_FORMAT", "ExportReport", "build_export", "verify_export"]
+__all__ = [
+    "EXPORT_FORMAT",
+    "PRUNED_KINDS",
+    "TERMINATE_ACTION",
+    "ExportReport",
+    "build_export",
+    "verify_export",
+]
 
 EXPORT_FORMAT = "modelpact-audit-export/v1"
+#: The owner's entry that ends a charter (subject ``<charter>@v<version>``; detail: partner,
+#: retention days); written by :mod:`modelpact.services.exit`, which this must not import.
+#: What retention prunes: a charter's partner's entries of these kinds (their counts are
+#: in the log.prune entry's detail).
+PRUNED_KINDS = ("access", "incident", "output", "session")
+_PRUNE_DETAIL = frozenset(
+    ("charter", "partner", "terminated_at", "retention_days", "entries", "first", "last")
+) | frozenset(PRUNED_KINDS)
+_EXPLAINING = (PRUNE_ACTION, TERMINATE_ACTION)
 #: Stands in for an entry that could not be read, so later roots are still recomputed.
 _UNREADABLE = bytes(32)
 
@@ -83,31 +111,123 @@ class ExportReport:
         return not self.problems
 
 
-def _unexplained(pruned: dict[int, PrunedEntry], prunes: dict[int, AdminEntry]) -> list[str]:
-    """Every pruned entry must point at a later ``log.prune`` entry whose range covers it,
-    and each ``log.prune`` entry must account for exactly the entries pointing at it."""
+def _count(detail: dict[str, Any], key: str) -> int | None:
+    value = detail.get(key)
+    return value if type(value) is int and value >= 0 else None
+
+
+def _terminations(admins: dict[int, AdminEntry]) -> dict[str, list[tuple[int, AdminEntry]]]:
+    """Each charter's ``charter.terminate`` entries (subject ``<charter>@v<n>``), in order."""
+    found: dict[str, list[tuple[int, AdminEntry]]] = {}
+    for at, entry in sorted(admins.items()):
+        charter, sep, version = entry.subject.rpartition("@v")
+        if entry.action == TERMINATE_ACTION and sep and version.isdigit():
+            found.setdefault(charter, []).append((at, entry))
+    return found
+
+
+def _unsound_prune(
+    at: int, prune: AdminEntry, terminations: dict[str, list[tuple[int, AdminEntry]]]
+) -> list[str]:
+    """What is wrong with one ``log.prune`` entry on its own: it must name one charter
+    terminated earlier in the log, by that partner, and come no sooner than that
+    termination plus the retention days it recorded; its per-kind counts must add up."""
+    detail = prune.detail
+    charter, partner = detail.get("charter"), detail.get("partner")
+    where = f"log.prune entry {at}"
+    if not isinstance(charter, str) or charter != prune.subject:
+        return [f"{where} does not name one charter (subject and detail disagree)"]
     problems = []
-    counted: dict[int, int] = {}
+    unknown = sorted(set(detail) - _PRUNE_DETAIL)
+    if unknown:
+        problems.append(f"{where} declares what no prune records: {', '.join(unknown)}")
+    said = _count(detail, "entries")
+    kinds = [_count(detail, kind) for kind in PRUNED_KINDS if kind in detail]
+    if said is None or None in kinds or sum(k or 0 for k in kinds) != said:
+        problems.append(f"{where}: its per-kind counts do not add up to the entries it pruned")
+    earlier = [(i, e) for i, e in terminations.get(charter, []) if i < at]
+    if not earlier:
+        problems.append(f"{where} prunes {charter}, which the log never terminated before it")
+        return problems
+    _, terminated = earlier[-1]
+    days, declared = _count(detail, "retention_days"), detail.get("terminated_at")
+    try:
+        declared_at = datetime.fromisoformat(declared) if isinstance(declared, str) else None
+    except ValueError:
+        declared_at = None
+    if (
+        partner != terminated.detail.get("partner")
+        or declared_at != terminated.time
+        or days is None
+        or days != terminated.detail.get("retention_days")
+    ):
+        problems.append(
+            f"{where} does not match the termination of {charter} "
+            "(partner, time or retention days differ)"
+        )
+    elif prune.time < terminated.time + timedelta(days=days):
+        problems.append(
+            f"{where} prunes {charter} before its retention of {days} days ended "
+            f"({(terminated.time + timedelta(days=days)).isoformat()})"
+        )
+    return problems
+
+
+def _unexplained(
+    pruned: dict[int, PrunedEntry], prunes: dict[int, AdminEntry], admins: dict[int, AdminEntry]
+) -> list[str]:
+    """Every pruned entry must point at a later, sound ``log.prune`` entry whose range
+    covers it and whose charter, partner and time its marker repeats; each ``log.prune``
+    entry must account for exactly the entries pointing at it; one per charter."""
+    problems = []
+    pointing: dict[int, list[int]] = {}
     for index, marker in sorted(pruned.items()):
         prune = prunes.get(marker.prune)
-        first, last = (None, None) if prune is None else (
-            prune.detail.get("first"), prune.detail.get("last"))  # fmt: skip
+        detail = {} if prune is None else prune.detail
+        first, last = _count(detail, "first"), _count(detail, "last")
         if (
             prune is None
             or marker.prune <= index
-            or not isinstance(first, int)
-            or not isinstance(last, int)
+            or first is None
+            or last is None
             or not first <= index <= last
         ):
             problems.append(
                 f"entry {index} is pruned, but no log.prune entry at {marker.prune} covers it"
             )
             continue
-        counted[marker.prune] = counted.get(marker.prune, 0) + 1
+        pointing.setdefault(marker.prune, []).append(index)
+        if (
+            marker.charter != detail.get("charter")
+            or marker.actor != detail.get("partner")
+            or marker.time != prune.time
+        ):
+            problems.append(
+                f"entry {index} is pruned, but its marker does not match the log.prune entry "
+                f"at {marker.prune} (charter, partner or time differ)"
+            )
+    terminations = _terminations(admins)
+    seen: dict[str, int] = {}
     for at, prune in sorted(prunes.items()):
-        said = prune.detail.get("entries")
-        if counted.get(at, 0) > (said if isinstance(said, int) else 0):
-            problems.append(f"more entries point at log.prune entry {at} than it says it pruned")
+        problems.extend(_unsound_prune(at, prune, terminations))
+        charter = prune.subject
+        if charter in seen:
+            problems.append(
+                f"log.prune entry {at} prunes {charter} again (after log.prune entry "
+                f"{seen[charter]}): a charter is pruned once"
+            )
+        seen.setdefault(charter, at)
+        indexes = pointing.get(at, [])
+        said = _count(prune.detail, "entries")
+        if said is not None and len(indexes) != said:
+            problems.append(
+                f"log.prune entry {at} says it pruned {said} entries, "
+                f"but {len(indexes)} point at it"
+            )
+        elif indexes and (
+            indexes[0] != prune.detail.get("first") or indexes[-1] != prune.detail.get("last")
+        ):
+            problems.append(f"log.prune entry {at} names a range its entries do not span")
     return problems
 
 
@@ -148,6 +268,7 @@ def verify_export(text: str, key: VerifyKey) -> ExportReport:
     leaves: list[bytes] = []
     pruned: dict[int, PrunedEntry] = {}
     prunes: dict[int, AdminEntry] = {}
+    admins: dict[int, AdminEntry] = {}  # prunes and the terminations that explain them
     for position, item in enumerate(document.get("entries") or []):
         index_value = item.get("index") if isinstance(item, dict) else None
         if type(index_value) is not int:
@@ -180,12 +301,14 @@ def verify_export(text: str, key: VerifyKey) -> ExportReport:
             leaf = recorded
         elif not constant_time_equal(leaf, recorded):
             problems.append(f"entry {index} was changed: its content no longer hashes to its leaf")
-        elif isinstance(decoded, AdminEntry) and decoded.action == PRUNE_ACTION:
-            prunes[index] = decoded
+        elif isinstance(decoded, AdminEntry) and decoded.action in _EXPLAINING:
+            admins[index] = decoded
+            if decoded.action == PRUNE_ACTION:
+                prunes[index] = decoded
         leaves.append(leaf)
     report.entries = len(leaves)
     report.pruned = len(pruned)
-    problems.extend(_unexplained(pruned, prunes))
+    problems.extend(_unexplained(pruned, prunes, admins))
 
     # Checkpoints: signed by the key, sizes never shrinking, roots recomputed from the leaves.
     notes = document.get("checkpoints") or []

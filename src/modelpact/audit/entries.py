@@ -38,6 +38,7 @@ from modelpact.errors import InvalidInput, Tampered
 
 __all__ = [
     "PRUNE_ACTION",
+    "TERMINATE_ACTION",
     "AccessEntry",
     "AdminEntry",
     "AuditEntry",
@@ -53,6 +54,9 @@ __all__ = [
 
 #: The admin entry that says which entries were pruned, and why.
 PRUNE_ACTION = "log.prune"
+#: The admin entry of a charter's termination (subject ``<charter>@v<n>``): what a prune's
+#: retention counts from, and what an exit report proves is in the log.
+TERMINATE_ACTION = "charter.terminate"
 #: ``sha256:<64 lower-case hex>``: the only way content appears in the log.
 Digest = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]

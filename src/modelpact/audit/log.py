@@ -111,10 +111,14 @@ def prune_within(
 
     Leaf hashes, nodes and checkpoints are untouched, so every root and proof still
     verifies; only the payloads are gone.  ``InvalidInput`` for an index that is not an
-    existing entry before the ``log.prune`` entry.
+    existing entry before the ``log.prune`` entry, or for a victim of another charter than
+    ``subject`` (the one charter a ``log.prune`` entry explains, see
+    :mod:`modelpact.audit.bundle`).
     """
     if not victims:
         raise InvalidInput("nothing to prune")
+    if detail.get("charter", subject) != subject or any(c != subject for _, c in victims.values()):
+        raise InvalidInput(f"a log.prune entry prunes one charter's entries: {subject}'s")
     uow.audit.lock_for_append()
     size = uow.audit.size()
     for index in victims:
@@ -152,6 +156,11 @@ def issue_checkpoint(
     handed over before that size).
     """
     with store.unit_of_work() as uow:
+        if not isinstance(key, SigningKey):
+            # Appenders wait until the key is chosen: an owner-key handover appended right
+            # after the size is read cannot then be followed by its key swap before the
+            # signature (PostgreSQL; SQLite's unit of work excludes writers already).
+            uow.audit.lock_for_append()
         size = uow.audit.size()
         latest = uow.audit.latest_checkpoint()
         if latest is not None and latest.size == size:

@@ -394,7 +394,7 @@ def verify_exit_report(
     is in that checkpoint's log.  :class:`~modelpact.errors.Tampered` (its subclasses for
     signatures and proofs) on the first thing that does not.
     """
-    from modelpact.audit.entries import AdminEntry, decode_entry
+    from modelpact.audit.entries import TERMINATE_ACTION, AdminEntry, decode_entry
     from modelpact.audit.tree import leaf_hash, verify_inclusion
     from modelpact.crypto import canonical_json
 
@@ -435,7 +435,7 @@ def verify_exit_report(
     terminated = decode_entry(entry)
     if (
         not isinstance(terminated, AdminEntry)
-        or terminated.action != "charter.terminate"
+        or terminated.action != TERMINATE_ACTION
         or not terminated.subject.startswith(f"{named}@v")
     ):
         raise Tampered("the entry the exit report proves is not this charter's termination")

@@ -23,7 +23,8 @@ def rotate_kek(ctx: typer.Context) -> None:
     """(Owner) Re-wrap every data key under a new key-encryption key, then drop the old one.
 
     Safe to interrupt: run it again and it goes on where it stopped.  Old ciphertexts
-    stay readable throughout; a running gateway follows the rotation on its own.
+    stay readable throughout; a running gateway follows the rotation on its own.  One
+    rotation runs at a time: a second one started meanwhile stops at once.
     """
     from modelpact.services.kek_rotation import rotate_kek as rotate
 

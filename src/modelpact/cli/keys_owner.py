@@ -2,10 +2,10 @@
 
 ``rotate-owner`` makes a new owner key, records the handover (signed by the old and the
 new key) in the audit log, swaps the key files and signs a checkpoint with the new key;
-run it again after an interruption and it finishes the same handover
-(:mod:`modelpact.services.owner_keys`).  ``owner-chain`` prints the workspace's owner
-keys in order, with the log index of each handover, for partners and auditors who pin a
-key.
+run it again after an interruption and it finishes the same handover, and a second run
+while one is under way stops at once (:mod:`modelpact.services.owner_keys`).
+``owner-chain`` prints the workspace's owner keys in order, with the log index of each
+handover, for partners and auditors who pin a key.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ def rotate_owner(ctx: typer.Context) -> None:
     from modelpact.services.owner_keys import finish_key_swap, rotate_owner_key
 
     root = ws_root(ctx)
-    finish_key_swap(root)  # an interrupted run may have left the key half swapped
+    # An interrupted run may have left the .pub naming the next key (the workspace does
+    # not open then): its handover is logged first, then the key is moved into place.
+    finish_key_swap(root)
     with open_workspace(root) as ws:
         rotation = rotate_owner_key(ws)
     console = out()

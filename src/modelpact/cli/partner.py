@@ -419,6 +419,7 @@ def rotate_key(
     else:
         new = SigningKey.generate()
         new.save(next_path)  # kept before the gateway knows it: a lost answer loses no key
+        fsync_folder(next_path.parent)  # and durably named, before the gateway enrols it
     old = partner.key.verify_key
     if statement_out is not None:
         _write_rotation_statement(partner, new, statement_out)

@@ -7,16 +7,24 @@ handover signed by the key in force and its successor
 (:func:`~modelpact.audit.handover.follow_handovers`), the checkpoint sent along is signed
 by the key in force for its size, and every handover is proved included in it.
 
+A client only ever moves forward: :func:`require_extension` refuses a chain that does
+not extend the one it already follows (fewer handovers, or other ones), so a retired key
+(perhaps in other hands) cannot be made current again by leaving its handover out.  A
+client with a witness keeps the chain it followed beside the witness state
+(:func:`owner_chain_path`, :func:`save_owner_chain`) and re-verifies it from the
+charter's key at start (:func:`load_owner_chain`), so this holds across restarts.
+
 The witness keeps the last checkpoint it accepted, signed by the key of its day;
 :func:`observe_across` hands it over to the next key after the same checks the witness
 makes (no rollback, no fork, a valid consistency proof).  Pure: no I/O but the witness
-state file.
+state file and the owner-chain file beside it.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 import os
 import tempfile
 from collections.abc import Sequence
@@ -31,20 +39,34 @@ from modelpact.crypto import VerifyKey
 from modelpact.errors import (
     InvalidInput,
     LogInconsistent,
+    ModelpactError,
     ProofInvalid,
     ServerError,
     SignatureInvalid,
     StorageUnavailable,
+    Tampered,
 )
 from modelpact.wire import HandoverChain
 
 __all__ = [
+    "OWNER_CHAIN_FORMAT",
     "follow_owner",
+    "load_owner_chain",
     "observe_across",
     "origin_of",
+    "owner_chain_path",
+    "require_extension",
+    "save_owner_chain",
     "trivial_chain",
     "witness_needs_proof",
 ]
+
+#: The ``format`` of the owner-chain file kept beside a witness state.
+OWNER_CHAIN_FORMAT = "modelpact-owner-chain/v1"
+_CHAIN_HINT = (
+    "restore it from a backup; deleting it lets this client accept a retired owner key "
+    "again until it has followed the handovers anew"
+)
 
 
 def _unb64(text: str, what: str) -> bytes:
@@ -83,6 +105,93 @@ def follow_owner(trusted: VerifyKey, document: HandoverChain, origin: str) -> Ke
                 f"the handover at entry {index} is not proved in the log: {exc.summary}"
             ) from None
     return chain
+
+
+def require_extension(known: KeyChain, fetched: KeyChain, note: str) -> None:
+    """Raise :class:`LogInconsistent` unless ``fetched`` extends ``known``.
+
+    Both chains were followed from the same trusted key.  ``fetched`` extends ``known``
+    when it is for the same log and holds every key of ``known`` with the same handover
+    boundaries, in the same places, possibly followed by more; a chain with fewer
+    handovers (a rollback: a retired key made current again) or other ones (a fork) is
+    refused.  ``note`` is the checkpoint the gateway sent the chain with: the evidence.
+    """
+    if fetched.origin != known.origin:
+        raise LogInconsistent(
+            f"the gateway's handovers are for the log {fetched.origin}, not {known.origin}",
+            evidence=(note,),
+        )
+    if len(known.keys) == 1:  # nothing retired yet: any chain through the key will do
+        if known.current in fetched.keys:
+            return
+        raise LogInconsistent(
+            f"the gateway's handovers do not pass through the owner key {known.current.encode()}",
+            evidence=(note,),
+        )
+    count = len(known.keys)
+    if fetched.keys[:count] == known.keys and fetched.boundaries[: count - 1] == known.boundaries:
+        return
+    if known.keys[: len(fetched.keys)] == fetched.keys and (
+        known.boundaries[: len(fetched.boundaries)] == fetched.boundaries
+    ):
+        raise LogInconsistent(
+            f"the gateway's handovers stop at the owner key {fetched.current.encode()}, but "
+            f"this client has followed the log on to {known.current.encode()}: a rollback to "
+            "a retired key",
+            evidence=(note,),
+            hint="a retired owner key may be in other hands; keep this evidence and tell the owner",
+        )
+    raise LogInconsistent(
+        "the gateway's handovers differ from those this client followed before: a fork of the "
+        "owner keys",
+        evidence=(note,),
+        hint="keep this evidence and tell the owner",
+    )
+
+
+def owner_chain_path(witness_path: Path) -> Path:
+    """Where the owner keys followed are kept, beside the witness state ``witness_path``."""
+    return witness_path.with_name(witness_path.name + ".owner-chain.json")
+
+
+def save_owner_chain(path: Path, origin: str, document: HandoverChain) -> None:
+    """Keep the handovers ``document`` proved (as the log holds them) at ``path``."""
+    record = {"format": OWNER_CHAIN_FORMAT, "origin": origin} | document.model_dump(mode="json")
+    data = json.dumps(record, ensure_ascii=False, sort_keys=True, indent=1) + "\n"
+    _replace(path, data.encode("utf-8"), "the owner-key chain")
+
+
+def load_owner_chain(path: Path, trusted: VerifyKey) -> KeyChain | None:
+    """The owner keys kept at ``path``, followed anew from ``trusted``; ``None`` if none.
+
+    The file is never taken on trust: its handovers and proofs go through
+    :func:`follow_owner` again, and anything that does not verify raises
+    :class:`Tampered`.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except UnicodeDecodeError:
+        raise Tampered(f"the owner-key chain {path} is not UTF-8", hint=_CHAIN_HINT) from None
+    except OSError as exc:
+        raise StorageUnavailable(f"cannot read the owner-key chain {path}: {exc}") from None
+    try:
+        record = json.loads(text)
+        if not isinstance(record, dict) or record.get("format") != OWNER_CHAIN_FORMAT:
+            raise InvalidInput(f"not a {OWNER_CHAIN_FORMAT} document")
+        origin = record.pop("origin", None)
+        record.pop("format")
+        if not isinstance(origin, str):
+            raise InvalidInput("the log's origin is missing")
+        document = HandoverChain.model_validate(record)
+        return follow_owner(trusted, document, origin)
+    except ModelpactError as exc:
+        raise Tampered(
+            f"the owner-key chain {path} does not verify: {exc.summary}", hint=_CHAIN_HINT
+        ) from None
+    except ValueError:  # not JSON, or not the shape of a HandoverChain
+        raise Tampered(f"the owner-key chain {path} is malformed", hint=_CHAIN_HINT) from None
 
 
 def _witness_of(path: Path, chain: KeyChain) -> tuple[VerifyKey, Checkpoint | None]:
@@ -143,10 +252,11 @@ def observe_across(
                 f"the log grew from size {last.size} to {checkpoint.size} across an owner-key "
                 f"handover without a valid consistency proof ({exc.summary})"
             ) from None
-    _replace(path, note.encode("utf-8"))
+    _replace(path, note.encode("utf-8"), "the witness state")
 
 
-def _replace(path: Path, data: bytes) -> None:
+def _replace(path: Path, data: bytes, what: str) -> None:
+    """Replace ``path`` atomically (temporary file, fsync, rename, fsync the folder)."""
     try:
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         try:
@@ -158,5 +268,11 @@ def _replace(path: Path, data: bytes) -> None:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+        if os.name == "posix":  # make the rename itself durable
+            directory = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
     except OSError as exc:
-        raise StorageUnavailable(f"cannot write the witness state {path}: {exc}") from None
+        raise StorageUnavailable(f"cannot write {what} {path}: {exc}") from None

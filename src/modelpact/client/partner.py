@@ -16,6 +16,10 @@ one this partner saw (kept in ``witness_path``), and verifies each receipt's
 inclusion proof against it.  ``AsyncPartnerClient.verify_in_background`` does that for
 every prediction's receipt, in batches, while the partner works; what it finds
 wrong is raised by the next call.
+
+After an owner-key handover the client follows the handovers from the charter's key,
+only ever forward, and keeps them beside the witness state, so that a retired key stays
+retired across restarts (:mod:`modelpact.client.handover`).
 """
 
 from __future__ import annotations
@@ -38,8 +42,12 @@ from modelpact.charter import AttestationPins, Charter
 from modelpact.client.attestation import DEFAULT_MAX_AGE, check_attestation, new_nonce
 from modelpact.client.handover import (
     follow_owner,
+    load_owner_chain,
     observe_across,
     origin_of,
+    owner_chain_path,
+    require_extension,
+    save_owner_chain,
     trivial_chain,
     witness_needs_proof,
 )
@@ -124,7 +132,9 @@ class _Base:
         ``countersigned``: the charter this partner countersigned — each session's attestation
         is then checked against it and its pins, and ``owner_key`` defaults to its owner's;
         ``attest``: check every session's attestation (:meth:`attest`) as soon as it opens,
-        before any data is sent — the default whenever the owner's key is known."""
+        before any data is sent — the default whenever the owner's key is known;
+        ``witness_path``: the witness state; the owner keys followed since ``owner_key`` are
+        kept beside it (``<witness_path>.owner-chain.json``) and verified again here."""
         if countersigned is not None:
             if countersigned.charter != charter:
                 raise InvalidInput(
@@ -144,6 +154,14 @@ class _Base:
             )
         self._origin = log_origin
         self._witness_path = witness_path
+        if owner_key is not None and witness_path is not None:
+            self._chain = load_owner_chain(owner_chain_path(witness_path), owner_key)
+            if self._chain is not None and log_origin not in (None, self._chain.origin):
+                raise InvalidInput(
+                    f"the owner keys kept beside the witness state {witness_path} are for "
+                    f"the log {self._chain.origin}, not {log_origin}",
+                    hint="one witness state (and its owner-key chain) per log",
+                )
         self._retries = max(0, retries)
         self._grant: SessionGrant | None = None
         self._keys: Encryption | None = None  # CKKS key sets, made on first encrypted use
@@ -200,21 +218,40 @@ class _Base:
         return self._owner if self._chain is None else self._chain.current
 
     def _chain_for(self, origin: str) -> KeyChain:
+        """The owner keys this client knows for the log ``origin``.
+
+        Once it has followed a handover, the retired keys stay retired: a checkpoint of
+        another log (which those handovers do not cover) is refused rather than checked
+        with the charter's key alone."""
         assert self._owner is not None
         chain = self._chain
-        if chain is None or chain.origin != origin:
+        if chain is None or (chain.origin != origin and len(chain.keys) == 1):
             return trivial_chain(self._owner, origin)
+        if chain.origin != origin:
+            raise InvalidInput(
+                f"this client follows the owner keys of the log {chain.origin}, not {origin}",
+                hint="the owner key has changed since the charter; a partner client checks "
+                "one log (pass log_origin=)",
+            )
         return chain
 
     def _adopt(self, response: httpx.Response, origin: str | None) -> bool:
         """Follow the handovers the gateway sent from the trusted key; True when that
-        changed the key in force."""
+        moved the key in force on.  A chain that does not extend the one known raises
+        :class:`~modelpact.errors.LogInconsistent`: never back to a retired key."""
         assert self._owner is not None
         document: HandoverChain = self._parse(response, HandoverChain)
-        origin = origin or self._origin or origin_of(document.checkpoint)
-        before = self._chain_for(origin).current
-        self._chain = follow_owner(self._owner, document, origin)
-        return self._chain.current != before
+        known_origin = self._chain.origin if self._chain is not None else None
+        origin = origin or self._origin or known_origin or origin_of(document.checkpoint)
+        known = self._chain_for(origin)
+        fetched = follow_owner(self._owner, document, origin)
+        require_extension(known, fetched, document.checkpoint)
+        if fetched.current == known.current:
+            return False
+        if self._witness_path is not None:  # kept first: a restart must not forget it
+            save_owner_chain(owner_chain_path(self._witness_path), origin, document)
+        self._chain = fetched
+        return True
 
     def _log_for(self, receipts: list[Receipt]) -> tuple[VerifyKey, str]:
         if self._owner is None:

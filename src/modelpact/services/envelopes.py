@@ -24,6 +24,7 @@ import json
 
 from modelpact.crypto import DataKey
 from modelpact.errors import InvalidInput, NotFound, Tampered
+from modelpact.services.kek import Wrap
 from modelpact.services.partner_keys import KeyDestroyed, PartnerDataKeys
 from modelpact.services.workspace import Workspace
 
@@ -38,12 +39,16 @@ __all__ = [
 
 
 def seal_envelope(
-    ws: Workspace, plaintext: bytes, ad: bytes, *, kind: str, fields: tuple[str, str]
+    wrap: Wrap, plaintext: bytes, ad: bytes, *, kind: str, fields: tuple[str, str]
 ) -> str:
-    """``plaintext`` sealed under a new data key; ``fields``: the names of the wrapped key
-    and of the sealed bytes in the envelope."""
+    """``plaintext`` sealed under a new data key wrapped by ``wrap``; ``fields``: the names
+    of the wrapped key and of the sealed bytes in the envelope.
+
+    ``wrap`` is what :meth:`~modelpact.services.kek.WorkspaceKek.wrapping` yields: store
+    the envelope before its block ends, so a KEK rotation finds it.
+    """
     data_key = DataKey.generate()
-    return _envelope(kind, fields, ws.kek().wrap(data_key, ad), data_key.seal(plaintext, ad))
+    return _envelope(kind, fields, wrap(data_key, ad), data_key.seal(plaintext, ad))
 
 
 def _envelope(

@@ -41,6 +41,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from modelpact.audit.entries import (
+    TERMINATE_ACTION,
     AccessEntry,
     AdminEntry,
     IncidentEntry,
@@ -59,7 +60,14 @@ from modelpact.services.watermarking import WatermarkDesk
 from modelpact.services.workspace import Workspace
 from modelpact.store import CharterRecord, UnitOfWork
 
-__all__ = ["OUTPUT_OWNERSHIP", "REPORT_FORMAT", "REPORT_PREFIX", "ExitDesk", "ExitReport"]
+__all__ = [
+    "KEY_DESTROYED_ACTION",
+    "OUTPUT_OWNERSHIP",
+    "REPORT_FORMAT",
+    "REPORT_PREFIX",
+    "ExitDesk",
+    "ExitReport",
+]
 
 #: The report's format name; the signature covers ``REPORT_PREFIX + canonical_json(report)``.
 REPORT_FORMAT = "modelpact-exit-report/v1"
@@ -75,9 +83,11 @@ OUTPUT_OWNERSHIP = {
     "inputs": "the partner's: the log keeps digests of inputs, never the inputs",
 }
 
-_TERMINATE = "charter.terminate"
+_TERMINATE = TERMINATE_ACTION
 _WATCHES = "exit.watch_states_deleted"
-_KEY = "exit.data_key_destroyed"
+#: The admin entry that records the partner's data key destroyed (subject ``partner/charter``).
+KEY_DESTROYED_ACTION = "exit.data_key_destroyed"
+_KEY = KEY_DESTROYED_ACTION
 _REASON = 500
 
 
@@ -153,13 +163,14 @@ class ExitDesk:
                     ),
                 )[0]  # fmt: skip
             found.key_destroyed = receipt.index
+        signer = ws.signing_key()  # the key in force, should a handover have happened since
         document = self._report(charter_id, partner, found, tombstone)
-        signature = ws.owner_key().sign(REPORT_PREFIX + canonical_json(document))
+        signature = signer.sign(REPORT_PREFIX + canonical_json(document))
         envelope = {
             "format": REPORT_FORMAT,
             "report": document,
             "signature": {
-                "key": ws.owner_verify_key.encode(),
+                "key": signer.verify_key.encode(),
                 "value": base64.b64encode(signature).decode("ascii"),
             },
         }
@@ -179,6 +190,23 @@ class ExitDesk:
                 reason = f"the charter expired at {until.isoformat()}"
                 reports.append(self.terminate(record.charter_id, reason=reason, actor=actor))
         return reports
+
+    def leftovers(self, partner: str, charter_id: str) -> list[str]:
+        """What of the partner's data key under the charter is not shredded yet: the first
+        generation's name while no tombstone stands in its place, and every later
+        generation and encryption counter left (a destruction interrupted after its
+        tombstone leaves them).  The exit is complete when this is empty *and* the log
+        holds its ``exit.data_key_destroyed`` entry (the expiry sweep checks both)."""
+        artifacts = self._ws.artifacts
+        left = []
+        if PartnerDataKeys(self._ws).tombstone(partner, charter_id) is None:
+            left.append(PartnerDataKeys.name(partner, charter_id))
+        for folder in (
+            PartnerDataKeys.name(partner, charter_id, 2).rpartition("/")[0],
+            PartnerDataKeys.counter(partner, charter_id, 1).rpartition("/")[0],
+        ):
+            left.extend(artifacts.keys(folder))
+        return left
 
     @staticmethod
     def _latest(uow: UnitOfWork, charter_id: str) -> CharterRecord:

@@ -6,7 +6,10 @@ serve`` runs one every ``--sweep-interval`` seconds on a :class:`Sweeper` thread
 1. **ends** every active charter whose validity window has closed, with the charter's
    exit terms (:meth:`~modelpact.services.exit.ExitDesk.terminate`, reason "the charter
    expired at ..."), and completes any exit that was interrupted (a terminated charter
-   whose partner data key still stands); each signed exit report is written to
+   whose ``exit.data_key_destroyed`` entry the log lacks, or of whose partner data key
+   anything is left: the first generation, a later one or an encryption counter, as a
+   destruction interrupted after its tombstone leaves them); each signed exit report is
+   written to
    ``exits/<charter>-v<version>.json`` in the workspace (mode 0644: it is handed to the
    partner), atomically, by the writer the interface gives;
 2. **warns** ahead of expiry: for an active charter whose window closes within a warning
@@ -40,7 +43,6 @@ from modelpact.charter import Charter
 from modelpact.errors import InvalidInput, ModelpactError
 from modelpact.services.charters import CharterDesk
 from modelpact.services.exit import ExitDesk, ExitReport
-from modelpact.services.partner_keys import PartnerDataKeys
 from modelpact.services.retention import EXPIRING_ACTION, AdminTrail, RetentionDesk, RetentionEnd
 from modelpact.services.webhooks import Notifier
 from modelpact.services.workspace import Workspace
@@ -165,8 +167,13 @@ class ExpirySweep:
         ws = self._ws
         desk = CharterDesk(ws)
         exits = ExitDesk(ws)
-        keys = PartnerDataKeys(ws)
         now = sweep.at
+        try:
+            with ws.store.unit_of_work(read_only=True) as uow:
+                self._trail.catch_up(uow)  # which exits the log says destroyed their key
+        except ModelpactError as error:
+            sweep.failures.append(f"expiry: {error.summary}")
+            return
         for record in desk.all():
             try:
                 if record.status == "active":
@@ -175,7 +182,7 @@ class ExpirySweep:
                         continue
                     reason = f"the charter expired at {until.isoformat()}"
                 elif record.status == "terminated":
-                    if keys.tombstone(record.partner_id, record.charter_id) is not None:
+                    if self._exited(exits, record.partner_id, record.charter_id):
                         continue  # done
                     reason = "completing an interrupted exit"
                 else:
@@ -185,6 +192,14 @@ class ExpirySweep:
             except ModelpactError as error:
                 sweep.failures.append(f"{record.charter_id}: {error.summary}")
                 _log.warning("expiry of %s failed: %s", record.charter_id, error.summary)
+
+    def _exited(self, exits: ExitDesk, partner: str, charter: str) -> bool:
+        """Whether the exit is complete: the log records the partner's data key destroyed,
+        and nothing of it is left in the artifact store (a tombstone alone is not enough:
+        a destruction interrupted after it leaves later generations readable)."""
+        return f"{partner}/{charter}" in self._trail.destroyed and not exits.leftovers(
+            partner, charter
+        )
 
     def _publish(self, report: ExitReport, version: int) -> Ended:
         self.reports.mkdir(mode=0o755, exist_ok=True)

@@ -6,29 +6,63 @@ wraps go under it at once, unwraps try it first, then the old one.  A long-runni
 (the gateway) follows a rotation another process started or finished: before each wrap it
 looks whether the files changed (two ``stat`` calls; wraps are rare), and when an unwrap
 fails it reads them again once and retries.
+
+*The KEK lock.*  A writer that stores what it wraps does both inside
+:meth:`WorkspaceKek.wrapping`, which holds a shared ``flock`` on ``keys/kek.lock`` from
+before it looks at the files until its write is durable (a commit, a flushed blob).  A
+rotation takes the lock exclusive once the new KEK is on disk
+(:meth:`WorkspaceKek.await_writers`): every writer that could have wrapped under the old
+KEK has stored its wrap by then, where the rotation's passes find it, and every later one
+finds the new KEK.  A writer takes the lock before the database transaction that stores
+its wrap, so it never waits for the lock holding a database lock; the rotation holds it
+exclusive for an instant only, holding nothing else a writer needs.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from modelpact.crypto import DataKey, KeyEncryptionKey, KeyRing
-from modelpact.errors import NotFound, Tampered
+from modelpact.errors import ModelpactError, NotFound, StorageUnavailable, Tampered
 from modelpact.services.key_budget import USAGE_PREFIX, EncryptionBudget
 
-__all__ = ["KEK_FILE", "NEXT_KEK_FILE", "RewrapTally", "Tick", "WorkspaceKek", "kek_counter"]
+__all__ = [
+    "KEK_FILE",
+    "KEK_LOCK_FILE",
+    "LOCK_TIMEOUT",
+    "NEXT_KEK_FILE",
+    "RewrapTally",
+    "Tick",
+    "WorkspaceKek",
+    "Wrap",
+    "file_lock",
+    "kek_counter",
+    "uncounted_start",
+]
 
 KEK_FILE = "keys/kek.key"
 NEXT_KEK_FILE = "keys/kek.next.key"
+#: Held shared by each writer from its wrap until its write is durable, exclusive by a
+#: rotation for a moment (see the module's text).  Empty; made 0600 on first use.
+KEK_LOCK_FILE = "keys/kek.lock"
+#: Seconds a writer waits for the KEK lock, and a rotation for the writers, before failing.
+LOCK_TIMEOUT = 30.0
+#: The legacy KEK's id: a key file from before ids (and counters) existed.
+_LEGACY = "legacy"
 
 _Signature = tuple[tuple[int, int, int] | None, ...]
 #: Called after each item a rotation handled (progress, and the test's pacing hook).
 Tick = Callable[[], None]
+#: Wraps a data key under the newest KEK (what :meth:`WorkspaceKek.wrapping` yields).
+Wrap = Callable[[DataKey, bytes], bytes]
 
 
 @dataclass(slots=True)
@@ -57,6 +91,38 @@ def kek_counter(kek: KeyEncryptionKey) -> str:
     return f"{USAGE_PREFIX}/kek/{kek.key_id}"
 
 
+@contextlib.contextmanager
+def file_lock(
+    path: Path, *, exclusive: bool, timeout: float, busy: Callable[[], ModelpactError]
+) -> Iterator[None]:
+    """Hold an ``flock`` on ``path`` (made 0600 if missing) until the block ends; raise
+    ``busy()`` if it is not free within ``timeout`` seconds (0: one try).
+
+    A lock dies with its process, so a killed holder never leaves it taken.
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        raise StorageUnavailable(f"cannot open the lock file {path}: {exc.strerror}") from None
+    try:
+        operation = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
+        deadline = time.monotonic() + timeout
+        pause = 0.005
+        while True:
+            try:
+                fcntl.flock(fd, operation)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise busy() from None
+                time.sleep(pause)
+                pause = min(0.05, pause * 2)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def _signature(paths: tuple[Path, ...]) -> _Signature:
     found: list[tuple[int, int, int] | None] = []
     for path in paths:
@@ -72,8 +138,12 @@ def _signature(paths: tuple[Path, ...]) -> _Signature:
 class WorkspaceKek:
     """Wraps with the newest KEK (counting the wrap), unwraps with any the workspace holds."""
 
-    def __init__(self, root: Path, budget: EncryptionBudget) -> None:
+    def __init__(
+        self, root: Path, budget: EncryptionBudget, *, lock_timeout: float = LOCK_TIMEOUT
+    ) -> None:
         self._paths = (root / NEXT_KEK_FILE, root / KEK_FILE)
+        self._lock_path = root / KEK_LOCK_FILE
+        self.lock_timeout = lock_timeout
         self._budget = budget
         self._lock = threading.Lock()
         self._ring: KeyRing | None = None
@@ -106,10 +176,55 @@ class WorkspaceKek:
     def created_at(self) -> datetime | None:
         return self.ring().newest.created_at
 
+    @contextlib.contextmanager
+    def wrapping(self) -> Iterator[Wrap]:
+        """Wrap under the newest KEK and hold the KEK lock (shared) until the block ends.
+
+        Store what was wrapped inside the block, durably (commit the unit of work, put the
+        blob), and enter it before any unit of work that stores it: a rotation waits for
+        the block to end before it checks that nothing is left under the old KEK, so a
+        wrap stored after the block would be lost with that key.  Raises
+        :class:`~modelpact.errors.StorageUnavailable` if the lock is not free within
+        :attr:`lock_timeout` seconds (a rotation holds it exclusive only for a moment).
+        """
+
+        def busy() -> StorageUnavailable:
+            return StorageUnavailable(
+                f"the key-encryption key lock {self._lock_path} stayed taken for "
+                f"{self.lock_timeout:g} s",
+                hint="a KEK rotation may be stuck: look for a running "
+                "'modelpact keys rotate-kek', then retry",
+            )
+
+        with file_lock(self._lock_path, exclusive=False, timeout=self.lock_timeout, busy=busy):
+            yield self.wrap
+
+    def await_writers(self, timeout: float | None = None) -> None:
+        """Take the KEK lock exclusive, then let it go: every writer inside
+        :meth:`wrapping` when this was called has stored its wrap (for a rotation, once the
+        new KEK is on disk).  :class:`~modelpact.errors.StorageUnavailable` after
+        ``timeout`` seconds (default :attr:`lock_timeout`)."""
+        limit = self.lock_timeout if timeout is None else timeout
+
+        def busy() -> StorageUnavailable:
+            return StorageUnavailable(
+                f"writers kept the key-encryption key lock {self._lock_path} for {limit:g} s",
+                hint="run 'modelpact keys rotate-kek' again when the workspace is quieter; "
+                "it goes on where it stopped",
+            )
+
+        with file_lock(self._lock_path, exclusive=True, timeout=limit, busy=busy):
+            pass
+
     def wrap(self, data_key: DataKey, associated_data: bytes) -> bytes:
-        """``data_key`` wrapped under the newest KEK; :class:`KeyExhausted` past its limit."""
+        """``data_key`` wrapped under the newest KEK; :class:`KeyExhausted` past its limit.
+
+        To store the result, wrap inside :meth:`wrapping` instead (a rotation re-wraps
+        items already stored, so it calls this directly).
+        """
         ring = self.ring()
-        self._budget.spend(kek_counter(ring.newest))
+        newest = ring.newest
+        self._budget.spend(kek_counter(newest), start=uncounted_start(newest, self._budget))
         return ring.wrap(data_key, associated_data)
 
     def unwrap(self, wrapped: bytes, associated_data: bytes) -> DataKey:
@@ -143,15 +258,54 @@ class WorkspaceKek:
     def _load(self) -> KeyRing:
         for _ in range(3):
             try:
-                keys = [KeyEncryptionKey.load(p) for p in self._paths if os.path.lexists(p)]
+                keys = self._read_keys()
                 break
             except NotFound:  # kek.next.key was moved over kek.key between look and read
                 continue
         else:
-            keys = [KeyEncryptionKey.load(p) for p in self._paths if os.path.lexists(p)]
+            keys = self._read_keys()
         if not keys:
             raise NotFound(
                 f"no key-encryption key at {self._paths[1]}",
                 hint="restore keys/kek.key from a backup",
             )
         return KeyRing(keys)
+
+    def _read_keys(self) -> list[KeyEncryptionKey]:
+        keys: list[KeyEncryptionKey] = []
+        for path in self._paths:
+            if not os.path.lexists(path):
+                continue
+            if path == self._paths[0] and _empty(path):
+                # Left by a crash of a version that created the file before writing it:
+                # nothing was ever wrapped under it.  rotate-kek replaces it.
+                continue
+            key = KeyEncryptionKey.load(path)
+            # Both files hold the new KEK if a rotation's replace landed between the reads
+            # (ids are random: one id, one key; "legacy" names any key from before ids).
+            if _is_legacy(key) or all(k.key_id != key.key_id for k in keys):
+                keys.append(key)
+        return keys
+
+
+def _empty(path: Path) -> bool:
+    try:
+        return os.lstat(path).st_size == 0
+    except FileNotFoundError:
+        return False
+
+
+def _is_legacy(kek: KeyEncryptionKey) -> bool:
+    """Whether ``kek`` dates from before key ids, and so from before wraps were counted."""
+    return kek.key_id == _LEGACY
+
+
+def uncounted_start(kek: KeyEncryptionKey, budget: EncryptionBudget) -> int:
+    """Where ``kek``'s counter starts if it has none.
+
+    Key ids and counters came in one release, and a KEK's first wrap makes its counter:
+    a KEK with an id and no counter has wrapped nothing (0).  A legacy KEK (no id) may
+    have wrapped any number of keys before counting began: it starts at ``rotate_at``, so
+    ``keys status`` and ``doctor`` ask for a rotation at once.
+    """
+    return budget.limits.rotate_at if _is_legacy(kek) else 0

@@ -1,21 +1,27 @@
 """Rotating the workspace's key-encryption key, and what the keys' counters say.
 
-:func:`rotate_kek` runs in three steps, each safe to interrupt at any point:
+:func:`rotate_kek` runs in three steps, each safe to interrupt at any point, all under an
+exclusive ``flock`` on ``keys/kek-rotation.lock`` (a second run at the same time fails at
+once: "another KEK rotation is running"):
 
 1. *Begin.*  Unless ``keys/kek.next.key`` exists (a rotation interrupted before), a new
-   KEK is written there, 0600 and flushed, with the folder flushed after it.  From then on
-   every process wraps under it (:class:`~modelpact.services.kek.WorkspaceKek` looks at
-   the files before each wrap) and unwraps with either key.
-2. *Re-wrap.*  Every KEK-wrapped data key — model versions, partners' data keys (every
-   generation), watermark keys, monitor states saved before partner keys — is unwrapped
-   and wrapped again under the new KEK, each item one atomic compare-and-set (a database
-   row update, an artifact blob replace); the sealed bytes are never touched.  An item
-   that opens under the new KEK already is skipped, so a second run after a kill redoes
-   nothing.  Passes repeat until one finds nothing left to do: that last pass is the check
-   that every item opens under the new KEK.  It starts at least :data:`SETTLE_SECONDS`
-   after the new KEK appeared (waiting if need be), so an item wrapped under the old KEK
-   by a process that looked at the files just before, and written a moment later, is
-   re-wrapped too rather than left to a key about to be deleted.
+   KEK is written there, whole at once (a flushed 0600 temporary file hard-linked to the
+   name, the folder flushed).  From then on every process wraps under it
+   (:class:`~modelpact.services.kek.WorkspaceKek` looks at the files before each wrap)
+   and unwraps with either key.
+2. *Re-wrap.*  First the rotation waits for the writers: it takes the KEK lock
+   (``keys/kek.lock``) exclusive for a moment (:meth:`WorkspaceKek.await_writers`).  Every
+   writer holds that lock shared from before its wrap until what it wrapped is durable
+   (:meth:`WorkspaceKek.wrapping`), so once the rotation has had it, every item wrapped
+   under the old KEK is stored where the passes below find it, and every writer after
+   wraps under the new KEK: no timing assumption is left.  Then every KEK-wrapped data
+   key — model versions, partners' data keys (every generation), watermark keys, monitor
+   states saved before partner keys — is unwrapped and wrapped again under the new KEK,
+   each item one atomic compare-and-set (a database row update, an artifact blob
+   replace); the sealed bytes are never touched.  An item that opens under the new KEK
+   already is skipped, so a second run after a kill redoes nothing.  Passes repeat until
+   one finds nothing left to do: that last pass is the check that every item opens under
+   the new KEK.
 3. *Finish.*  An audit entry (key ids and counts, never key bytes) is appended, then the
    new key file replaces ``keys/kek.key`` (``os.replace``, folder flushed): the old KEK is
    gone.  The entry comes first, so a crash between the two leaves a log that says more,
@@ -34,7 +40,15 @@ from datetime import datetime, timedelta
 from modelpact.crypto import KeyEncryptionKey
 from modelpact.errors import AlreadyExists, StorageUnavailable
 from modelpact.services.events import record_event
-from modelpact.services.kek import KEK_FILE, NEXT_KEK_FILE, RewrapTally, Tick, kek_counter
+from modelpact.services.kek import (
+    KEK_FILE,
+    NEXT_KEK_FILE,
+    RewrapTally,
+    Tick,
+    file_lock,
+    kek_counter,
+    uncounted_start,
+)
 from modelpact.services.key_budget import USAGE_PREFIX
 from modelpact.services.monitoring import rewrap_legacy_states
 from modelpact.services.partner_keys import PartnerDataKeys
@@ -44,6 +58,7 @@ from modelpact.services.workspace import Workspace
 
 __all__ = [
     "PACE_VARIABLE",
+    "ROTATION_LOCK_FILE",
     "KekStatus",
     "KeyUse",
     "RotationReport",
@@ -56,11 +71,8 @@ __all__ = [
 #: real ``modelpact keys rotate-kek`` process halfway.  Never set it in production.
 PACE_VARIABLE = "MODELPACT_KEK_ROTATION_PACE"
 _MAX_PASSES = 5
-#: The longest a writer takes between wrapping under the KEK it found on disk and storing
-#: what it wrapped (each wraps right before its write: a registration after its artifact is
-#: stored, a partner key just before its blob): the last pass begins at least this long
-#: after the new KEK appeared.
-SETTLE_SECONDS = 1.0
+#: Held exclusive by a rotation from start to end: one rotation at a time.
+ROTATION_LOCK_FILE = "keys/kek-rotation.lock"
 
 _KINDS: tuple[tuple[str, Callable[[Workspace, Tick], RewrapTally]], ...] = (
     ("model_versions", rewrap_model_keys),
@@ -96,63 +108,69 @@ def rotate_kek(
     *,
     tick: Tick | None = None,
     actor: str = "owner",
-    settle: float = SETTLE_SECONDS,
+    writers_timeout: float | None = None,
 ) -> RotationReport:
-    """Begin (or resume) a KEK rotation and carry it to its end (see the module's text)."""
-    resumed = _begin(ws, actor)
-    kek = ws.kek()
-    ring = kek.reload()
-    previous = ring.keys[1].key_id if len(ring.keys) > 1 else "none"
-    step = _pacer(tick)
-    totals = {kind: RewrapTally() for kind, _ in _KINDS}
-    first: dict[str, int] = {}
-    passes = waited = 0
-    while passes < _MAX_PASSES + waited:
-        passes += 1
-        done = {kind: rewrap(ws, step) for kind, rewrap in _KINDS}
-        for kind, tally in done.items():
-            totals[kind].rewrapped += tally.rewrapped
-            totals[kind].raced += tally.raced
-            if passes == 1:
-                first[kind] = tally.already
-        if all(t.rewrapped == 0 and t.raced == 0 for t in done.values()):
-            left = _settle_left(ws, settle)
-            if left <= 0:
+    """Begin (or resume) a KEK rotation and carry it to its end (see the module's text).
+
+    ``writers_timeout``: how long to wait for writers inside
+    :meth:`~modelpact.services.kek.WorkspaceKek.wrapping` (default
+    :data:`~modelpact.services.kek.LOCK_TIMEOUT`).  Raises
+    :class:`~modelpact.errors.StorageUnavailable` if another rotation is running, if the
+    writers keep the KEK lock longer, or if wrapped keys keep changing.
+    """
+    with file_lock(ws.root / ROTATION_LOCK_FILE, exclusive=True, timeout=0, busy=_running):
+        resumed = _begin(ws, actor)
+        kek = ws.kek()
+        kek.await_writers(writers_timeout)  # every wrap under the old KEK is stored now
+        ring = kek.reload()
+        newest = ring.newest
+        older = ring.keys[1].key_id if len(ring.keys) > 1 else "none"
+        previous = "none" if older == newest.key_id else older  # never the live key's id
+        step = _pacer(tick)
+        totals = {kind: RewrapTally() for kind, _ in _KINDS}
+        first: dict[str, int] = {}
+        for passes in range(1, _MAX_PASSES + 1):
+            done = {kind: rewrap(ws, step) for kind, rewrap in _KINDS}
+            for kind, tally in done.items():
+                totals[kind].rewrapped += tally.rewrapped
+                totals[kind].raced += tally.raced
+                if passes == 1:
+                    first[kind] = tally.already
+            if all(t.rewrapped == 0 and t.raced == 0 for t in done.values()):
                 break
-            time.sleep(left)  # then one more pass, which is the last
-            waited = 1
-    else:
-        raise StorageUnavailable(
-            "wrapped keys kept changing while the KEK was rotated",
-            hint="run 'modelpact keys rotate-kek' again; it goes on where it stopped",
-        )
-    for kind, already in first.items():
-        totals[kind].already = already
-    report = RotationReport(previous, ring.newest.key_id, resumed, passes, totals)
-    _finish(ws, report, actor)
-    return report
+        else:
+            raise StorageUnavailable(
+                "wrapped keys kept changing while the KEK was rotated",
+                hint="run 'modelpact keys rotate-kek' again; it goes on where it stopped",
+            )
+        for kind, already in first.items():
+            totals[kind].already = already
+        report = RotationReport(previous, newest.key_id, resumed, passes, totals)
+        _finish(ws, report, actor)
+        return report
 
 
-def _settle_left(ws: Workspace, settle: float) -> float:
-    """Seconds until ``settle`` has passed since the new KEK file was written."""
-    try:
-        written = os.stat(ws.next_kek_path).st_mtime
-    except FileNotFoundError:
-        return 0.0  # another rotate-kek finished meanwhile
-    return min(settle, written + settle - time.time())
+def _running() -> StorageUnavailable:
+    return StorageUnavailable(
+        "another KEK rotation is running",
+        hint="let it finish, then check with 'modelpact keys status'",
+    )
 
 
 def _begin(ws: Workspace, actor: str) -> bool:
     """Write the new KEK unless a rotation is under way already: whether it was."""
     path = ws.next_kek_path
     if os.path.lexists(path):
-        return True
+        if os.lstat(path).st_size > 0:
+            return True
+        # Empty: left by a crash of a version that created the file before writing it.
+        # Nothing was wrapped under it (no process reads it as a key): write it anew.
+        path.unlink()
     new = KeyEncryptionKey.generate(created_at=ws.clock())
     try:
-        new.save(path)
+        new.save(path)  # whole at once, the folder flushed
     except AlreadyExists:
         return True  # another rotate-kek began meanwhile: carry on with its key
-    _fsync_dir(path.parent)
     with ws.store.unit_of_work() as uow:
         record_event(
             ws, uow, actor=actor, kind="keys.kek_rotation_begun", subject=ws.config.name,
@@ -171,11 +189,11 @@ def _finish(ws: Workspace, report: RotationReport, actor: str) -> None:
             previous=report.previous, kek=report.current, rewrapped=report.rewrapped,
             resumed=report.resumed, **detail,
         )  # fmt: skip
-    with contextlib.suppress(FileNotFoundError):  # another rotate-kek finished it first
+    with contextlib.suppress(FileNotFoundError):  # defensive: only a rotation moves it
         os.replace(ws.root / NEXT_KEK_FILE, ws.root / KEK_FILE)
     _fsync_dir(ws.root / "keys")
     ws.kek().reload()
-    if report.previous != "none":
+    if report.previous not in ("none", report.current):
         ws.encryptions().forget(f"{USAGE_PREFIX}/kek/{report.previous}")
 
 
@@ -236,8 +254,9 @@ def kek_status(ws: Workspace) -> KekStatus:
     rotating = kek.rotating and len(ring.keys) > 1
     current = ring.keys[1] if rotating else ring.newest
     limits = ws.config.key_limits
-    counts = ws.encryptions().reserved()
-    counts.setdefault(kek_counter(current), 0)
+    budget = ws.encryptions()
+    counts = budget.reserved()
+    counts.setdefault(kek_counter(current), uncounted_start(current, budget))
     uses = []
     for name, reserved in sorted(counts.items()):
         key_id = name.removeprefix(USAGE_PREFIX + "/")

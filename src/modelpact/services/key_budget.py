@@ -6,6 +6,12 @@ of a partner's data key (one seal per envelope) — has a counter.  A process re
 counts in blocks and spends them in memory; a crash loses at most the unspent part of its
 block, which only over-counts: safe.
 
+A missing counter never reads as a low count.  A partner key generation is made with its
+counter at 0 (:meth:`EncryptionBudget.begin`), so one found without a counter is older than
+counting and may have sealed any number of messages: its counter starts at ``rotate_at``
+(``start`` in :meth:`EncryptionBudget.spend`).  A KEK's start depends on its id
+(:func:`~modelpact.services.kek.uncounted_start`).
+
 The counters are small blobs in the workspace's artifact store, next to the partner keys
 they count (``key-usage/kek/<id>``, ``key-usage/partner/<partner>/<charter>/<n>``), each
 block one compare-and-set replace.  Not database rows: a key is often used inside a
@@ -77,16 +83,21 @@ class EncryptionBudget:
         self._lock = threading.Lock()
         self._blocks: dict[str, tuple[int, int]] = {}  # name -> (next number, last reserved)
 
-    def spend(self, name: str) -> int:
+    def spend(self, name: str, *, start: int = 0) -> int:
         """Count one encryption under counter ``name`` and return its number (1 for the
         first; a number is never handed out twice, though a crash may skip some).
+
+        ``start``: the count to assume if the counter does not exist yet — 0 for a key
+        made with its counter (:meth:`begin`) or never used, ``rotate_at`` for a key that
+        may have encrypted before counting began (so it is replaced, or warned about, at
+        once: an unknown count must not read as a low one).
 
         Raises :class:`KeyExhausted` past ``limit``: the caller must not encrypt.
         """
         with self._lock:
             number, last = self._blocks.get(name, (1, 0))
             if number > last:
-                last = self._reserve(name, self.limits.block)
+                last = self._reserve(name, self.limits.block, start)
                 number = last - self.limits.block + 1
             self._blocks[name] = (number + 1, last)
         if number > self.limits.limit:
@@ -111,6 +122,12 @@ class EncryptionBudget:
                 continue
         return found
 
+    def begin(self, name: str) -> None:
+        """Make counter ``name`` at 0 for a key just made (unless it exists already): its
+        absence then means a key older than counting (see ``start`` in :meth:`spend`)."""
+        with contextlib.suppress(AlreadyExists):
+            self._artifacts.put(name, b"0\n")
+
     def forget(self, name: str) -> None:
         """Drop a counter: its key is gone."""
         with self._lock:
@@ -118,16 +135,16 @@ class EncryptionBudget:
         with contextlib.suppress(NotFound):
             self._artifacts.delete(name)
 
-    def _reserve(self, name: str, count: int) -> int:
+    def _reserve(self, name: str, count: int, start: int) -> int:
         for _ in range(_ATTEMPTS):
             try:
                 raw, total = self._read(name)
             except NotFound:
                 try:
-                    self._artifacts.put(name, f"{count}\n".encode())
+                    self._artifacts.put(name, f"{start + count}\n".encode())
                 except AlreadyExists:
                     continue
-                return count
+                return start + count
             if self._artifacts.replace(name, f"{total + count}\n".encode(), expected=raw):
                 return total + count
         raise StorageUnavailable(f"the encryption counter {name} keeps changing; retry")

@@ -1,7 +1,10 @@
 """The owner's signing-key handover: rotate the key, and say which keys signed this log.
 
 :func:`rotate_owner_key` replaces ``keys/owner-ed25519.pem`` by a new key, in steps that
-are each safe to interrupt (running it again finishes what was started):
+are each safe to interrupt (running it again finishes what was started).  The whole run
+holds ``keys/owner-rotation.lock`` (``flock``): a second rotation of the same workspace
+fails at once ("another owner-key rotation is running") instead of signing a second
+handover from the same key, which would fork the chain for good (the log is append-only).
 
 1. the new key is written to ``keys/owner-ed25519.next.pem`` (0600), and the handover,
    signed by the old and the new key (:mod:`modelpact.audit.handover`), to
@@ -9,18 +12,25 @@ are each safe to interrupt (running it again finishes what was started):
    checkpoint by the old key closes its era;
 2. ``keys/owner-ed25519.pub`` is replaced by the new key: from now until step 5 the
    workspace does not open (its ``.pub`` and its private key differ), so no other
-   process signs a checkpoint with the old key over the handover;
+   process signs a checkpoint with the old key over the handover, nor with the new key
+   before it;
 3. the handover is appended to the log (unless a previous run did: the entries since the
-   recorded size are searched), and this process signs with the new key only;
+   current key's era began are searched, under the log's append lock; a *different*
+   handover from the same key there is refused with :class:`AlreadyExists`, in case
+   two machines share the database), and this process signs with the new key only;
 4. the handover is added to ``keys/owner-handovers.json``, the workspace's index of its
    handovers (each with its log index; every read of the index checks each handover
    against the entry at its index);
 5. the new key file is renamed over the old one (the old private key file is gone);
 6. the pending file is removed and a checkpoint by the new key is signed.
 
-After an interruption in steps 2-5, :func:`finish_key_swap` (the CLI runs it before
-opening the workspace) renames the new key into place so the workspace opens, and
-:func:`rotate_owner_key` then appends the handover if it is not in the log yet.
+The new key is put in place (step 5) only once the handover is in the log: a process
+that loads it (a running gateway's :meth:`Workspace.signing_key`) may sign any tree it
+sees, and the new key may sign only trees that hold its handover.  After an interruption
+in steps 2-5 the workspace does not open, so :func:`finish_key_swap` (the CLI runs it
+before opening the workspace) opens the database alone, appends the pending handover if
+it is not there yet (it carries both signatures: nothing is signed), and only then
+renames the new key into place; :func:`rotate_owner_key` then finishes the rest.
 
 Stop the gateway before rotating and start it again after: a running gateway holds the
 key it started with, and any checkpoint it signed after the handover would (rightly) be
@@ -31,10 +41,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import json
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,14 +60,28 @@ from modelpact.audit.handover import (
 from modelpact.audit.log import append_within
 from modelpact.audit.tree import inclusion_proof
 from modelpact.crypto import SigningKey, VerifyKey
-from modelpact.errors import InvalidInput, ModelpactError, NotFound, StorageUnavailable, Tampered
-from modelpact.services.workspace import OWNER_KEY, OWNER_PUB, Workspace
-from modelpact.store import CheckpointRecord
+from modelpact.errors import (
+    AlreadyExists,
+    InvalidInput,
+    ModelpactError,
+    NotFound,
+    StorageUnavailable,
+    Tampered,
+)
+from modelpact.services.clock import Clock, system_clock
+from modelpact.services.workspace import (
+    OWNER_KEY,
+    OWNER_PUB,
+    Workspace,
+    open_during_handover,
+)
+from modelpact.store import CheckpointRecord, UnitOfWork
 
 __all__ = [
     "HANDOVERS_FILE",
     "NEXT_KEY",
     "PENDING_FILE",
+    "ROTATION_LOCK",
     "HandoverProof",
     "OwnerRotation",
     "finish_key_swap",
@@ -70,9 +95,11 @@ __all__ = [
 NEXT_KEY = "keys/owner-ed25519.next.pem"
 PENDING_FILE = "keys/owner-handover.pending.json"
 HANDOVERS_FILE = "keys/owner-handovers.json"
+ROTATION_LOCK = "keys/owner-rotation.lock"
 _INDEX_FORMAT = "modelpact-owner-handovers/v1"
 _PENDING_FORMAT = "modelpact-owner-handover-pending/v1"
 _MAX_INDEX = 1 << 20
+_SCAN = 4096  # entries read at a time while looking for handovers
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,13 +162,53 @@ def _read_json(path: Path, what: str) -> object | None:
     return document
 
 
-def finish_key_swap(root: Path) -> bool:
-    """Complete a rotation interrupted between its two renames; True when it did.
+@contextlib.contextmanager
+def _rotation_lock(root: Path) -> Iterator[None]:
+    """Hold ``keys/owner-rotation.lock`` (0600, ``flock``) or fail at once.
 
-    Only files move here: the next key replaces the private key when the ``.pub``
-    file already names it (the handover is in the log by then).
+    Not re-entrant: a second holder, even in this process, is refused.  The file is
+    never removed (removing a lock file lets two holders lock two different files).
+    """
+    path = root / ROTATION_LOCK
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        raise StorageUnavailable(f"cannot open {path}: {exc.strerror}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StorageUnavailable(
+                "another owner-key rotation is running",
+                hint=f"let it finish ({path} is locked); run 'modelpact keys rotate-owner' "
+                "again only if it was cut short",
+            ) from None
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot lock {path}: {exc.strerror}") from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def finish_key_swap(root: Path, *, clock: Clock = system_clock) -> bool:
+    """Complete a rotation interrupted after it replaced the ``.pub``; True when it did.
+
+    While the ``.pub`` names the next key and the private key is still the old one, the
+    workspace does not open.  This opens the database alone, appends the pending
+    handover if it is not in the log yet (it carries both signatures; nothing is signed
+    here), and only then renames the next key over the old one: the new key never
+    comes into use before its handover is logged.  Run it before opening the workspace;
+    :func:`rotate_owner_key` finishes the rest.
     """
     root = root.expanduser().absolute()
+    if not (root / NEXT_KEY).exists():
+        return False  # no rotation under way (one starting now takes the lock itself)
+    with _rotation_lock(root):
+        return _finish_key_swap(root, clock)
+
+
+def _finish_key_swap(root: Path, clock: Clock) -> bool:
     next_path = root / NEXT_KEY
     if not next_path.exists():
         return False
@@ -149,14 +216,52 @@ def finish_key_swap(root: Path) -> bool:
         published = (root / OWNER_PUB).read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError):
         return False
+    new = SigningKey.load(next_path).verify_key
+    if published != new.encode():
+        return False  # the .pub still names the old key: the workspace opens as it is
+    pending = _load_pending(root)
+    if pending is None:
+        raise Tampered(
+            f"{root / OWNER_PUB} names the next owner key but no handover to it is pending",
+            hint="restore the keys folder from a backup",
+        )
+    from_size, handover = pending
+    old = SigningKey.load(root / OWNER_KEY).verify_key
+    if handover.statement.old_key != old or handover.statement.new_key != new:
+        raise Tampered(
+            f"{root / PENDING_FILE} hands over between other keys than this workspace's "
+            "key and its next key",
+            hint="restore the keys folder from a backup",
+        )
+    handover.verify()
+    ws = open_during_handover(root, clock=clock)
+    try:
+        _append_once(ws, from_size, handover)
+    finally:
+        ws.store.close()  # not ws.close(): nothing is signed with either key here
+    _swap_keys(root)
+    return True
+
+
+def _swap_keys(root: Path) -> None:
+    """Rename the next key over the private key, when the ``.pub`` already names it.
+
+    Called only once the handover is in the log.
+    """
+    next_path = root / NEXT_KEY
+    if not next_path.exists():
+        return
+    try:
+        published = (root / OWNER_PUB).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        raise StorageUnavailable(f"cannot read {root / OWNER_PUB}") from None
     if published != SigningKey.load(next_path).verify_key.encode():
-        return False
+        return
     try:
         os.replace(next_path, root / OWNER_KEY)
         _fsync_folder(root / "keys")
     except OSError as exc:
         raise StorageUnavailable(f"cannot replace the owner key: {exc.strerror}") from None
-    return True
 
 
 # -- the index of handovers ---------------------------------------------------------------
@@ -198,10 +303,12 @@ def owner_key_chain(ws: Workspace, *, against_log: bool = True) -> KeyChain:
     ``against_log`` is False: the signatures alone, each handover signed by its
     successor up to the key held now, say which keys were this workspace's); the chain
     must verify (:func:`~modelpact.audit.handover.follow_handovers`) and end at the key
-    the workspace holds now.  Anything else raises :class:`Tampered`.
+    in force now (:meth:`Workspace.signing_key`: a rotation another process finished is
+    followed; :class:`StorageUnavailable` while one is under way).  Anything else raises
+    :class:`Tampered`.
     """
     listed = _listed(ws)
-    current = ws.owner_verify_key
+    current = _key_in_force(ws)
     if listed and against_log:
         with ws.store.unit_of_work(read_only=True) as uow:
             for index, handover in listed:
@@ -223,6 +330,12 @@ def owner_key_chain(ws: Workspace, *, against_log: bool = True) -> KeyChain:
             "rotation is finished by 'modelpact keys rotate-owner'",
         )
     return chain
+
+
+def _key_in_force(ws: Workspace) -> VerifyKey:
+    # Re-reads the .pub: a process opened before a rotation finished elsewhere loads the
+    # new key (mid-rotation, StorageUnavailable) rather than calling its index tampered.
+    return ws.signing_key().verify_key
 
 
 def is_owner_key(ws: Workspace, key: VerifyKey) -> bool:
@@ -279,8 +392,8 @@ def handover_evidence(ws: Workspace, size: int) -> dict[str, list[dict[str, obje
 # -- rotating -------------------------------------------------------------------------------
 
 
-def _load_pending(ws: Workspace) -> tuple[int, SignedHandover] | None:
-    path = ws.root / PENDING_FILE
+def _load_pending(root: Path) -> tuple[int, SignedHandover] | None:
+    path = root / PENDING_FILE
     document = _read_json(path, "pending handover")
     if document is None:
         return None
@@ -303,15 +416,54 @@ def _save_pending(ws: Workspace, from_size: int, handover: SignedHandover) -> No
     _replace_file(ws.root / PENDING_FILE, text.encode("ascii"), mode=0o600)
 
 
+def _logged(uow: UnitOfWork, start: int, stop: int, handover: SignedHandover) -> int | None:
+    """The index of ``handover`` among the entries ``[start, stop)``, or None.
+
+    A different handover from the same old key there is refused: two handovers from
+    one key fork the chain, and every verifier would refuse both for good.
+    """
+    old_key = handover.statement.old_key
+    for first in range(start, stop, _SCAN):
+        for record in uow.audit.entries(first, min(first + _SCAN, stop)):
+            try:
+                logged = handover_from_entry(record.entry)
+            except InvalidInput:
+                continue
+            if logged is None or logged.statement.old_key != old_key:
+                continue
+            if logged == handover:
+                return record.idx
+            raise AlreadyExists(
+                f"the audit log already hands owner key {old_key.encode()} over to "
+                f"{logged.statement.new_key.encode()} (entry {record.idx}); this "
+                "rotation's handover is not appended",
+                hint="another rotation ran against this database: use the keys folder of "
+                f"the run that made entry {record.idx}; {NEXT_KEY} here is not the owner key",
+            )
+    return None
+
+
 def _append_once(ws: Workspace, from_size: int, handover: SignedHandover) -> int:
-    """The log index of ``handover``: found among the entries since ``from_size``, or
-    appended now."""
+    """The log index of ``handover``: found in the log, or appended now.
+
+    The entries since the old key's era began (after the handover to it that the index
+    lists, else from the first; at the latest from ``from_size``) are searched; those
+    appended since the first look are searched again under the append lock, so the
+    search and the append are one step for every other appender.
+    """
+    era = [i + 1 for i, h in _listed(ws) if h.statement.new_key == handover.statement.old_key]
+    start = min(from_size, era[-1] if era else 0)
+    with ws.store.unit_of_work(read_only=True) as uow:
+        seen = uow.audit.size()
+        found = _logged(uow, min(start, seen), seen, handover)
+    if found is not None:
+        return found
     with ws.store.unit_of_work() as uow:
+        uow.audit.lock_for_append()  # two rotations sharing a database: one goes first
         size = uow.audit.size()
-        for record in uow.audit.entries(min(from_size, size), size):
-            with contextlib.suppress(InvalidInput):
-                if handover_from_entry(record.entry) == handover:
-                    return record.idx
+        found = _logged(uow, min(seen, size), size, handover)
+        if found is not None:
+            return found
         now = ws.clock()
         return append_within(uow, [handover_entry(handover, time=now)], now=now)[0].index
 
@@ -324,11 +476,22 @@ def _hold_key(ws: Workspace, key: SigningKey) -> None:
 
 
 def rotate_owner_key(ws: Workspace) -> OwnerRotation:
-    """Hand the log over to a new owner key (or finish a handover that was interrupted)."""
+    """Hand the log over to a new owner key (or finish a handover that was interrupted).
+
+    :class:`StorageUnavailable` at once if another rotation of the workspace is running.
+    """
+    with _rotation_lock(ws.root):
+        return _rotate(ws)
+
+
+def _rotate(ws: Workspace) -> OwnerRotation:
     root = ws.root
     next_path = root / NEXT_KEY
-    pending = _load_pending(ws)
-    current = ws.owner_key()
+    pending = _load_pending(root)
+    try:
+        current = ws.signing_key()  # re-reads the .pub: a rotation finished elsewhere is seen
+    except StorageUnavailable:
+        current = ws.owner_key()  # the .pub names the next key: resumed below
     resumed = pending is not None or next_path.exists()
     if pending is not None and pending[1].statement.new_key == current.verify_key:
         from_size, handover = pending  # the key files were swapped; the rest is left
@@ -364,7 +527,7 @@ def rotate_owner_key(ws: Workspace) -> OwnerRotation:
     listed = _listed(ws)
     if all(i != index for i, _ in listed):
         _write_index(ws, [*listed, (index, handover)])
-    finish_key_swap(root)  # the new key file replaces the old (whose file is then gone)
+    _swap_keys(root)  # only now, the handover logged: the new key file replaces the old
     if SigningKey.load(root / OWNER_KEY).verify_key != new.verify_key:
         raise Tampered("the owner key on disk is not the one the handover names")
     (root / PENDING_FILE).unlink(missing_ok=True)

@@ -126,7 +126,9 @@ class PartnerDataKeys:
         budget = self._ws.encryptions()
         for _ in range(4):
             generation, key = self.current(partner, charter, create=True)
-            if not budget.due(budget.spend(self.counter(partner, charter, generation))):
+            # A generation without a counter is older than counting: due at once.
+            counter = self.counter(partner, charter, generation)
+            if not budget.due(budget.spend(counter, start=budget.limits.rotate_at)):
                 return generation, key
             self._new_generation(partner, charter, generation + 1)
         raise AlreadyExists(f"the data key of {partner} under {charter} keeps changing; retry")
@@ -172,12 +174,25 @@ class PartnerDataKeys:
 
     def rewrap_all(self, tick: Tick) -> RewrapTally:
         """Wrap every live generation again under the newest KEK (a KEK rotation); each blob
-        is a compare-and-set replace, so a key destroyed meanwhile stays destroyed."""
+        is a compare-and-set replace, so a key destroyed meanwhile stays destroyed.
+
+        A later generation of a destroyed key (its first generation a tombstone: a destroy
+        interrupted before its sweep ended) is never re-wrapped: the sweep is finished here
+        instead, its generations and counters deleted, so the old KEK goes with the last
+        wrap of it.
+        """
         tally = RewrapTally()
         kek = self._ws.kek()
+        destroyed: set[tuple[str, str]] = set()
         for name in self._ws.artifacts.keys(_FIRST) + self._ws.artifacts.keys(_LATER):
             parsed = _parse_name(name)
             if parsed is None:
+                continue
+            partner, charter, generation = parsed
+            pair = (partner, charter)
+            if generation > 1 and pair not in destroyed and self.tombstone(*pair) is not None:
+                destroyed.add(pair)  # destroyed since its first generation was read
+            if pair in destroyed:
                 continue
             try:
                 raw = self._ws.artifacts.get(name)
@@ -185,6 +200,7 @@ class PartnerDataKeys:
                 continue
             blob = _decode(raw, name)
             if blob["format"] == _TOMBSTONE:
+                destroyed.add(pair)
                 continue
             new = kek.rewrap(_wrapped(blob, name), self._ad(*parsed))
             if new is None:
@@ -194,6 +210,8 @@ class PartnerDataKeys:
                 replaced = json.dumps(blob).encode()
                 tally.count(self._ws.artifacts.replace(name, replaced, expected=raw))
             tick()
+        for partner, charter in sorted(destroyed):
+            self._sweep(partner, charter)
         return tally
 
     def _first(self, partner: str, charter: str, *, create: bool) -> DataKey:
@@ -208,9 +226,7 @@ class PartnerDataKeys:
                 if not create:
                     raise
             fresh = DataKey.generate()
-            try:
-                self._ws.artifacts.put(name, self._wrap_blob(fresh, ad))
-            except AlreadyExists:
+            if not self._store_new(name, fresh, ad, self.counter(partner, charter, 1)):
                 continue  # another process made it (or destroyed it) meanwhile: read theirs
             return fresh
         raise AlreadyExists(f"the data key of {partner} under {charter} keeps changing; retry")
@@ -218,22 +234,31 @@ class PartnerDataKeys:
     def _new_generation(self, partner: str, charter: str, generation: int) -> None:
         name = self.name(partner, charter, generation)
         fresh = DataKey.generate()
-        try:
-            self._ws.artifacts.put(
-                name, self._wrap_blob(fresh, self._ad(partner, charter, generation))
-            )
-        except AlreadyExists:
+        ad = self._ad(partner, charter, generation)
+        if not self._store_new(name, fresh, ad, self.counter(partner, charter, generation)):
             return  # another process made this generation: use theirs
         if self.tombstone(partner, charter) is not None:  # destroyed meanwhile: undo ours
             with contextlib.suppress(NotFound):
                 self._ws.artifacts.delete(name)
             self._first(partner, charter, create=False)  # raises KeyDestroyed
 
-    def _wrap_blob(self, key: DataKey, ad: bytes) -> bytes:
-        wrapped = self._ws.kek().wrap(key, ad)
-        return json.dumps(
-            {"format": _FORMAT, "wrapped": base64.b64encode(wrapped).decode("ascii")}
-        ).encode()
+    def _store_new(self, name: str, key: DataKey, ad: bytes, counter: str) -> bool:
+        """Wrap ``key`` and store it under ``name`` (exclusive create, flushed) inside the
+        KEK lock; False if the name is taken.
+
+        Its counter is made at 0 first, so no process that reads the key finds it without
+        one (which would make it due at once).  A crash in between leaves a counter at 0
+        for a key not made yet: the key made later is new too.
+        """
+        self._ws.encryptions().begin(counter)
+        with self._ws.kek().wrapping() as wrap:
+            wrapped = base64.b64encode(wrap(key, ad)).decode("ascii")
+            blob = json.dumps({"format": _FORMAT, "wrapped": wrapped}).encode()
+            try:
+                self._ws.artifacts.put(name, blob)
+            except AlreadyExists:
+                return False
+        return True
 
     def _sweep(self, partner: str, charter: str) -> None:
         """Delete every generation after the first, newest first; then their counters."""

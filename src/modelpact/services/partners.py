@@ -175,7 +175,10 @@ class PartnerDirectory:
                     key.verify(base64.b64decode(signature, validate=True), message)
                 except (binascii.Error, ValueError):
                     raise SignatureInvalid("a signature of the statement is not base64") from None
-            uow.partners.set_public_key(partner_id, new_key.encode(), now)
+            if not uow.partners.set_public_key(
+                partner_id, new_key.encode(), now, expected=current.public_key
+            ):
+                raise InvalidInput(f"the key of {partner_id} changed meanwhile; nothing rotated")
             revoked = uow.sessions.revoke_partner(partner_id, now)
             record_event(
                 ws,

@@ -205,39 +205,40 @@ class ModelRegistry:
         sealed = data_key.seal(data, ad)
         digest = "sha256:" + sha256_hex(data)
         ws.artifacts.put(key, sealed)
-        # Wrapped last, right before its row is written: a KEK rotation that begins in
-        # between re-wraps the row (services/kek_rotation.py, SETTLE_SECONDS).
-        wrapped = ws.kek().wrap(data_key, ad)
         try:
-            with ws.store.unit_of_work() as uow:
-                uow.models.add_version(
-                    ModelVersionRecord(
-                        model=model,
-                        version=version,
+            # The wrap and the commit of its row inside the KEK lock (shared): a KEK
+            # rotation waits for the commit before it looks for rows left under the old KEK.
+            with ws.kek().wrapping() as wrap:
+                wrapped = wrap(data_key, ad)
+                with ws.store.unit_of_work() as uow:
+                    uow.models.add_version(
+                        ModelVersionRecord(
+                            model=model,
+                            version=version,
+                            digest=digest,
+                            size=len(data),
+                            artifact_key=key,
+                            wrapped_key=wrapped,
+                            signature_bundle=bundle,
+                            card=card_json,
+                            created_at=ws.clock(),
+                        ),
+                        serve=True,
+                    )
+                    if training is not None:
+                        uow.monitor.put_summary(
+                            model, version, json.dumps(training.to_state(), separators=(",", ":"))
+                        )
+                    record_event(
+                        ws,
+                        uow,
+                        actor=actor,
+                        kind="model.add",
+                        subject=f"{model}@{version}",
                         digest=digest,
                         size=len(data),
-                        artifact_key=key,
-                        wrapped_key=wrapped,
-                        signature_bundle=bundle,
-                        card=card_json,
-                        created_at=ws.clock(),
-                    ),
-                    serve=True,
-                )
-                if training is not None:
-                    uow.monitor.put_summary(
-                        model, version, json.dumps(training.to_state(), separators=(",", ":"))
+                        reference_rows=None if training is None else training.count,
                     )
-                record_event(
-                    ws,
-                    uow,
-                    actor=actor,
-                    kind="model.add",
-                    subject=f"{model}@{version}",
-                    digest=digest,
-                    size=len(data),
-                    reference_rows=None if training is None else training.count,
-                )
         except BaseException:
             with contextlib.suppress(ModelpactError, OSError):  # keep the first error
                 ws.artifacts.delete(key)

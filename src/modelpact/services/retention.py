@@ -7,7 +7,9 @@ stay for leak attribution.  Once it ends, :meth:`RetentionDesk.end`:
 
 - prunes the charter's usage entries from the audit log — the partner's requests
   (``access``), the answers' shaping (``output``), its sessions (``session``) and the
-  monitor's alarms (``incident``) under the charter: each entry's payload is replaced by a
+  monitor's alarms (``incident``) under the charter, each with the charter's partner as
+  its actor (an entry another party's claim made, such as a refused session open naming
+  the charter, stays): each entry's payload is replaced by a
   :class:`~modelpact.audit.entries.PrunedEntry` marker and its leaf hash stays, so the
   tree, every checkpoint, every receipt and every other entry's inclusion proof still
   verify; one ``log.prune`` entry (appended first, in the same transaction) says which
@@ -41,6 +43,7 @@ from modelpact.audit.entries import (
 from modelpact.audit.log import append_within, prune_within
 from modelpact.errors import ModelpactError
 from modelpact.services.charters import CharterDesk
+from modelpact.services.exit import KEY_DESTROYED_ACTION
 from modelpact.services.partner_keys import PartnerDataKeys
 from modelpact.services.watermarking import WatermarkDesk
 from modelpact.services.workspace import Workspace
@@ -52,20 +55,24 @@ __all__ = ["EXPIRING_ACTION", "AdminTrail", "RetentionDesk", "RetentionEnd"]
 EXPIRING_ACTION = "charter.expiring"
 #: Entries read per query while scanning the log.
 _PAGE = 5000
-_TRAIL_MARKERS = (f'"{EXPIRING_ACTION}"'.encode(), f'"{PRUNE_ACTION}"'.encode())
+_TRAIL_MARKERS = tuple(
+    f'"{action}"'.encode() for action in (EXPIRING_ACTION, PRUNE_ACTION, KEY_DESTROYED_ACTION)
+)
 
 
 class AdminTrail:
-    """What the log says the sweep did already: expiry warnings and prunes.
+    """What the log says the sweep did already: expiry warnings, partner data keys
+    destroyed at exit, and prunes.
 
     Read incrementally: each :meth:`catch_up` reads only the entries appended since the
-    last one (the first reads the whole log once), looking at nothing but these two
+    last one (the first reads the whole log once), looking at nothing but these three
     kinds of admin entry.
     """
 
     def __init__(self) -> None:
         self.size = 0
         self.warned: set[tuple[str, int, int]] = set()  # (charter, version, threshold days)
+        self.destroyed: set[str] = set()  # "partner/charter" of exit.data_key_destroyed
         self.pruned: set[str] = set()  # charters
 
     def catch_up(self, uow: UnitOfWork) -> None:
@@ -88,6 +95,8 @@ class AdminTrail:
         if entry.action == EXPIRING_ACTION:
             if isinstance(charter, str) and isinstance(version, int) and isinstance(days, int):
                 self.warned.add((charter, version, days))
+        elif entry.action == KEY_DESTROYED_ACTION:
+            self.destroyed.add(entry.subject)
         elif entry.action == PRUNE_ACTION and isinstance(charter, str):
             self.pruned.add(charter)
 
@@ -157,7 +166,7 @@ class RetentionDesk:
         charter, partner = record.charter_id, record.partner_id
         # Scanned outside the write transaction: entries never change but by pruning, and
         # a long scan must not hold the log's sequencer lock against live requests.
-        victims, kinds = self._victims(charter)
+        victims, kinds = self._victims(charter, partner)
         ws = self._ws
         with ws.store.unit_of_work() as uow:
             uow.audit.lock_for_append()
@@ -188,8 +197,13 @@ class RetentionDesk:
         self._trail.pruned.add(charter)
         return RetentionEnd(charter, partner, terminated_at, until, kinds, index)
 
-    def _victims(self, charter: str) -> tuple[dict[int, tuple[str, str]], Counter[str]]:
-        """The charter's usage entries: index -> (actor, charter), and how many of each kind."""
+    def _victims(
+        self, charter: str, partner: str
+    ) -> tuple[dict[int, tuple[str, str]], Counter[str]]:
+        """The partner's usage entries under the charter: index -> (actor, charter), and how
+        many of each kind.  Only entries whose actor is the charter's partner: a refused
+        session open records whoever the request *claimed* to be, with the charter it
+        named, and another party's attempt is not this partner's to have forgotten."""
         needle = f'"charter":"{charter}"'.encode()
         output = b'"type":"output"'
         victims: dict[int, tuple[str, str]] = {}
@@ -209,8 +223,8 @@ class RetentionDesk:
                 except ModelpactError:
                     continue
                 if isinstance(entry, AccessEntry | SessionEntry | IncidentEntry):
-                    if entry.charter == charter:
-                        victims[record.idx] = (entry.actor, charter)
+                    if entry.charter == charter and entry.actor == partner:
+                        victims[record.idx] = (partner, charter)
                         kinds[entry.type] += 1
                 elif isinstance(entry, OutputEntry) and entry.request in victims:
                     victims[record.idx] = (victims[entry.request][0], charter)

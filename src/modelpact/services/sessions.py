@@ -242,6 +242,18 @@ class SessionDesk:
         if charter.valid.until is not None:
             expires_at = min(expires_at, charter.valid.until)
         with self._ws.store.unit_of_work() as uow:
+            # The proof was checked in the transaction before.  Holding the partner's row,
+            # check that the key it proved is still enrolled and the partner still active:
+            # a rotation or suspension that revokes the partner's sessions either commits
+            # first (and is seen here) or waits for this session (and revokes it too).
+            current = uow.partners.lock(partner.id)
+            if current.public_key != partner.public_key:
+                raise Unauthenticated(
+                    "the partner's key was rotated while the session was being opened",
+                    hint="sign a new challenge with the enrolled key",
+                )
+            if current.status != "active":
+                raise _denied(f"partner {partner.id} is {current.status}")
             uow.sessions.add(
                 SessionRecord(
                     token_hash=_digest(token),
@@ -441,7 +453,15 @@ class SessionDesk:
         if new_key.encode() == partner.public_key or new_key == self._ws.owner_verify_key:
             raise InvalidInput("the new key must differ from the enrolled key and the owner's")
         with self._ws.store.unit_of_work() as uow:
-            uow.partners.set_public_key(partner.id, new_key.encode(), now)
+            # The proof was checked in the transaction before: enrol only if the key it
+            # proved is still the enrolled one (another rotation from it may have won).
+            if not uow.partners.set_public_key(
+                partner.id, new_key.encode(), now, expected=partner.public_key
+            ):
+                raise Unauthenticated(
+                    "the enrolled key changed since the proof was checked; nothing rotated",
+                    hint=_ROTATE_HINT,
+                )
             revoked = uow.sessions.revoke_partner(partner.id, now)
             receipt = record_event(
                 self._ws,

@@ -106,18 +106,23 @@ class WatermarkDesk:
         if found is not None:
             return found
         ad = f"watermark-keys/{partner}".encode()
-        with self._ws.store.unit_of_work() as uow:
+        with self._ws.store.unit_of_work(read_only=True) as uow:
             sealed = uow.watermarks.key(partner)
-            if sealed is None:
-                keys = PartnerKeys(PrfKey.generate(), DataKey.generate())
-                secret = keys.prf.secret() + keys.marks.secret()
-                document = seal_envelope(self._ws, secret, ad, kind=_KEYS, fields=_KEY_FIELDS)
-                try:
-                    uow.watermarks.add_key(partner, document, self._ws.clock())
-                except AlreadyExists:  # another gateway made them meanwhile: read theirs
-                    sealed = uow.watermarks.key(partner)
-            if sealed is not None:
-                keys = self._open(sealed, ad)
+        if sealed is None:
+            # Made inside the KEK lock, taken before the unit of work (the lock's order),
+            # until the row is committed: a KEK rotation waits for the commit.
+            with self._ws.kek().wrapping() as wrap, self._ws.store.unit_of_work() as uow:
+                sealed = uow.watermarks.key(partner)  # made meanwhile?
+                if sealed is None:
+                    keys = PartnerKeys(PrfKey.generate(), DataKey.generate())
+                    secret = keys.prf.secret() + keys.marks.secret()
+                    document = seal_envelope(wrap, secret, ad, kind=_KEYS, fields=_KEY_FIELDS)
+                    try:
+                        uow.watermarks.add_key(partner, document, self._ws.clock())
+                    except AlreadyExists:  # another gateway made them meanwhile: read theirs
+                        sealed = uow.watermarks.key(partner)
+        if sealed is not None:
+            keys = self._open(sealed, ad)
         with self._lock:
             return self._keys.setdefault(partner, keys)
 

@@ -9,9 +9,12 @@ Layout (the folder, ``keys/`` and ``tls/`` are 0700; keys and configuration 0600
     keys/model-signing-p256.pub    its PEM public key, for `model_signing verify key`
     keys/kek.key                   key-encryption key wrapping per-artifact data keys
     keys/kek.next.key              the next one, only while a rotation is under way
+    keys/kek.lock                  held by writers that wrap, and for an instant by rotate-kek
+    keys/kek-rotation.lock         held by a running rotate-kek
     keys/owner-ed25519.next.pem    the owner's next key, only while a handover is under way
     keys/owner-handover.pending.json  that handover, signed by both keys, until it is logged
     keys/owner-handovers.json      public index of the owner-key handovers in the log
+    keys/owner-rotation.lock       held by a running rotate-owner
     tls/ca.pem, tls/ca.key         the workspace's local CA (partners trust ca.pem)
     tls/server.pem, tls/server.key the gateway's certificate and key, issued by that CA
     modelpact.db                   SQLite database (default)
@@ -258,9 +261,11 @@ class Workspace:
         return f"modelpact/{self.config.name}/log"
 
     def checkpoint(self) -> CheckpointRecord:
-        """Sign a checkpoint for the audit log's current size (or return the existing one)."""
+        """Sign a checkpoint for the audit log's current size (or return the existing one),
+        with the key in force once the size is read (:meth:`signing_key`): a process opened
+        before an owner-key handover never signs a tree holding it with the old key."""
         return issue_checkpoint(
-            self.store, key=self.owner_key(), origin=self.log_origin, now=self.clock()
+            self.store, key=self.signing_key, origin=self.log_origin, now=self.clock()
         )
 
     @property
@@ -486,6 +491,17 @@ def _require_empty(workspace: Workspace) -> None:
 
 def open_workspace(root: Path, *, clock: Clock = system_clock) -> Workspace:
     """Open the workspace in ``root``, checking that its secrets are private."""
+    return _open_checked(root, clock, owner_pub=True)
+
+
+def open_during_handover(root: Path, *, clock: Clock = system_clock) -> Workspace:
+    """:func:`open_workspace` for the owner-key handover alone: every check but that
+    ``keys/owner-ed25519.pub`` matches the private key, which it does not while a handover
+    is under way (:mod:`modelpact.services.owner_keys`).  Sign nothing with it."""
+    return _open_checked(root, clock, owner_pub=False)
+
+
+def _open_checked(root: Path, clock: Clock, *, owner_pub: bool) -> Workspace:
     root = root.expanduser().absolute()
     config_path = root / CONFIG_NAME
     if not config_path.is_file():
@@ -509,7 +525,7 @@ def open_workspace(root: Path, *, clock: Clock = system_clock) -> Workspace:
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"cannot read {config_path}: {exc}") from None
     config = WorkspaceConfig.from_toml(text, source=str(config_path))
-    _check_public_keys(root)
+    _check_public_keys(root, owner=owner_pub)
     return _open(root, config, clock)
 
 
@@ -605,7 +621,7 @@ def _read_public(path: Path) -> bytes:
         raise StorageUnavailable(f"cannot read {path}: {exc.strerror}") from None
 
 
-def _check_public_keys(root: Path) -> None:
+def _check_public_keys(root: Path, *, owner: bool = True) -> None:
     """The ``.pub`` files people copy from must match the private keys that sign."""
     try:
         owner_pub = (root / OWNER_PUB).read_text(encoding="ascii").strip()
@@ -616,7 +632,7 @@ def _check_public_keys(root: Path) -> None:
         declared = VerifyKey.decode(owner_pub)
     except InvalidInput:
         raise Tampered(f"{root / OWNER_PUB} does not hold an Ed25519 public key") from None
-    if declared != SigningKey.load(root / OWNER_KEY).verify_key:
+    if owner and declared != SigningKey.load(root / OWNER_KEY).verify_key:
         raise Tampered(f"{root / OWNER_PUB} does not match the owner's private key")
     if not constant_time_equal(model_pub, model_signing_public_pem(root / MODEL_KEY)):
         raise Tampered(f"{root / MODEL_PUB} does not match the model-signing private key")

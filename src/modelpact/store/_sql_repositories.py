@@ -87,6 +87,14 @@ class SqlPartnerRepository:
             raise NotFound(f"partner {partner_id!r} does not exist")
         return found
 
+    def lock(self, partner_id: str) -> PartnerRecord:
+        row = self._session.execute(
+            sa.select(partners).where(partners.c.id == partner_id).with_for_update()
+        ).first()
+        if row is None:
+            raise NotFound(f"partner {partner_id!r} does not exist")
+        return PartnerRecord(**row._mapping)
+
     def list(self) -> builtins.list[PartnerRecord]:
         result = self._session.execute(
             sa.select(partners).order_by(self._session.by_code_point(partners.c.id))
@@ -106,19 +114,30 @@ class SqlPartnerRepository:
             raise NotFound(f"partner {partner_id!r} does not exist")
         self._state.bump()
 
-    def set_public_key(self, partner_id: str, public_key: str, at: datetime) -> None:
+    def set_public_key(
+        self, partner_id: str, public_key: str, at: datetime, *, expected: str
+    ) -> bool:
         require_aware(at, "at")
         self.get(partner_id)  # NotFound
+        # One conditional UPDATE: of two rotations from the same key, the second finds
+        # the key changed (PostgreSQL re-checks the WHERE once the first commits).
         self._session.write(
             sa.update(partners)
-            .where(partners.c.id == partner_id)
+            .where(
+                partners.c.id == partner_id,
+                partners.c.public_key == expected,
+                partners.c.status != "revoked",
+            )
             .values(public_key=public_key, updated_at=at),
             duplicate=lambda: AlreadyExists(
                 f"that key is already registered to another partner than {partner_id!r}",
                 hint="each partner organisation has its own key pair",
             ),
         )
+        if self.get(partner_id).public_key != public_key:
+            return False
         self._state.bump()
+        return True
 
 
 _VERSION_COLUMNS = [c for c in model_versions.c if c.name != "id"]

@@ -5,7 +5,8 @@ A blob is written to a temporary file in the target directory, flushed with
 key is already taken (unlike ``rename``, which would silently replace a blob a
 concurrent writer just published); the temporary name is then removed and the
 directory is flushed too.  On a filesystem without hard links the blob is
-renamed into place after checking the key is free.  Temporary names end in
+renamed into place after checking the key is free, both under the directory's lock
+(below).  Temporary names end in
 ``~``, a character no key may contain, so they are never mistaken for blobs.
 
 Directories are created ``0700`` and files ``0600``; the store never follows a
@@ -262,7 +263,9 @@ class LocalArtifactStore:
         except OSError as exc:
             if exc.errno not in _NO_HARD_LINKS:
                 raise
-        # No hard links here: check, then rename (a concurrent put may race this check).
-        if os.path.lexists(final):
-            raise AlreadyExists(f"artifact {key!r} already exists in {self._root}")
-        os.rename(temporary, final)
+        # No hard links here: check, then rename, both under the folder's lock (which
+        # replace and delete take too), so no two puts of one key both find it free.
+        with _locked(final.parent):
+            if os.path.lexists(final):
+                raise AlreadyExists(f"artifact {key!r} already exists in {self._root}")
+            os.rename(temporary, final)

@@ -72,6 +72,12 @@ class PartnerRepository(Protocol):
         """The partner with this id; ``NotFound`` otherwise."""
         ...
 
+    def lock(self, partner_id: str) -> PartnerRecord:
+        """:meth:`get`, holding the partner's row until the unit of work ends (PostgreSQL:
+        ``FOR UPDATE``; SQLite's unit of work holds the write lock already): a key change
+        or a suspension waits for it, or it sees theirs."""
+        ...
+
     def list(self) -> builtins.list[PartnerRecord]:
         """Every partner, by id."""
         ...
@@ -80,9 +86,12 @@ class PartnerRepository(Protocol):
         """Change the status and set ``updated_at`` to ``at``; ``NotFound`` if absent."""
         ...
 
-    def set_public_key(self, partner_id: str, public_key: str, at: datetime) -> None:
-        """Enrol a new key for the partner and set ``updated_at``; ``NotFound`` if absent,
-        ``AlreadyExists`` if another partner holds that key."""
+    def set_public_key(
+        self, partner_id: str, public_key: str, at: datetime, *, expected: str
+    ) -> bool:
+        """Enrol a new key for the partner and set ``updated_at`` if its enrolled key is
+        still ``expected`` and it is not revoked (one atomic compare-and-set); whether it
+        was.  ``NotFound`` if absent, ``AlreadyExists`` if another partner holds that key."""
         ...
 
 
