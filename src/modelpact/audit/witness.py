@@ -48,7 +48,7 @@ from modelpact.errors import (
     StorageUnavailable,
 )
 
-__all__ = ["Witness"]
+__all__ = ["Witness", "write_atomically"]
 
 _STATE_HINT = (
     "restore the witness state from a backup; deleting it makes the witness trust "
@@ -56,7 +56,7 @@ _STATE_HINT = (
 )
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves the old or the new file, whole."""
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -191,7 +191,7 @@ class Witness:
 
     def _store(self, note: str) -> None:
         try:
-            _write_atomically(self._state_path, note.encode("utf-8"))
+            write_atomically(self._state_path, note.encode("utf-8"))
         except OSError as exc:
             raise StorageUnavailable(
                 f"cannot write the witness state {self._state_path}: {exc}"

@@ -25,8 +25,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,7 +32,7 @@ from modelpact.audit.checkpoint import Checkpoint
 from modelpact.audit.handover import KeyChain, follow_handovers, handover_from_entry
 from modelpact.audit.tree import leaf_hash as hash_leaf
 from modelpact.audit.tree import verify_consistency, verify_inclusion
-from modelpact.audit.witness import Witness
+from modelpact.audit.witness import Witness, write_atomically
 from modelpact.crypto import VerifyKey
 from modelpact.errors import (
     InvalidInput,
@@ -256,23 +254,8 @@ def observe_across(
 
 
 def _replace(path: Path, data: bytes, what: str) -> None:
-    """Replace ``path`` atomically (temporary file, fsync, rename, fsync the folder)."""
+    """Replace ``path`` atomically (the witness's own writer); one line naming ``what``."""
     try:
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        if os.name == "posix":  # make the rename itself durable
-            directory = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
+        write_atomically(path, data)
     except OSError as exc:
         raise StorageUnavailable(f"cannot write {what} {path}: {exc}") from None

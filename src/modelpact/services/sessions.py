@@ -218,17 +218,7 @@ class SessionDesk:
             raise Unauthenticated(_BAD_PROOF, hint=_BAD_PROOF_HINT)
         with self._ws.store.unit_of_work() as uow:
             partner = self._proven_partner(uow, request.partner, signature, message)
-            if abs(now - request.signed_at) > self._clock_skew:
-                raise Unauthenticated(
-                    f"the request was signed at {request.signed_at.isoformat()}, more than "
-                    f"{self._clock_skew.total_seconds():g} s from the gateway's clock",
-                    hint="set the partner machine's clock right (NTP) and sign again",
-                )
-            if uow.sessions.consume_challenge(request.nonce, partner.id, now) is None:
-                raise Unauthenticated(
-                    "the challenge nonce is unknown, expired, already used or not this partner's",
-                    hint="ask for a new challenge and sign it at once",
-                )
+            self._spend_challenge(uow, partner.id, request.nonce, request.signed_at, now, "request")
             record = active_record(uow, request.charter, partner.id)
         # The nonce is spent (committed); every refusal from here on leaves it spent.
         charter = self._checked_charter(partner, request.charter, record, now)
@@ -297,6 +287,29 @@ class SessionDesk:
         if partner is None:
             raise Unauthenticated(_BAD_PROOF, hint=_BAD_PROOF_HINT)
         return partner
+
+    def _spend_challenge(
+        self,
+        uow: UnitOfWork,
+        partner: str,
+        nonce: str,
+        signed_at: datetime,
+        now: datetime,
+        what: str,
+    ) -> None:
+        """A proven signature's freshness: signed near the gateway's clock, over a nonce
+        issued to ``partner`` and not used before (spent now, with ``uow``)."""
+        if abs(now - signed_at) > self._clock_skew:
+            raise Unauthenticated(
+                f"the {what} was signed at {signed_at.isoformat()}, more than "
+                f"{self._clock_skew.total_seconds():g} s from the gateway's clock",
+                hint="set the partner machine's clock right (NTP) and sign again",
+            )
+        if uow.sessions.consume_challenge(nonce, partner, now) is None:
+            raise Unauthenticated(
+                "the challenge nonce is unknown, expired, already used or not this partner's",
+                hint="ask for a new challenge and sign it at once",
+            )
 
     def _checked_charter(
         self, partner: PartnerRecord, charter_id: str, record: CharterRecord | None, now: datetime
@@ -436,17 +449,9 @@ class SessionDesk:
             partner = self._proven_partner(uow, request.partner, old_signature, message)
             if request.old_key != partner.public_key:
                 raise Unauthenticated(_BAD_PROOF, hint=_ROTATE_HINT)
-            if abs(now - request.signed_at) > self._clock_skew:
-                raise Unauthenticated(
-                    f"the rotation was signed at {request.signed_at.isoformat()}, more than "
-                    f"{self._clock_skew.total_seconds():g} s from the gateway's clock",
-                    hint="set the partner machine's clock right (NTP) and sign again",
-                )
-            if uow.sessions.consume_challenge(request.nonce, partner.id, now) is None:
-                raise Unauthenticated(
-                    "the challenge nonce is unknown, expired, already used or not this partner's",
-                    hint="ask for a new challenge and sign it at once",
-                )
+            self._spend_challenge(
+                uow, partner.id, request.nonce, request.signed_at, now, "rotation"
+            )
         # The nonce is spent (committed): a refusal from here on cannot be replayed either.
         if partner.status == "revoked":
             raise _denied(f"partner {partner.id} is revoked; its key is not rotated")
